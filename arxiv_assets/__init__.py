@@ -1,0 +1,1 @@
+"""arxiv-embeddings: the Dagster code location."""

@@ -1,0 +1,134 @@
+"""raw_papers (monthly) -> splits -> pairs."""
+
+
+import dagster as dg
+import pandas as pd
+from datasets import DatasetDict
+
+from arxiv_assets.ml.pairs import PairOptions, make_pairs
+from arxiv_assets.ml.schema import find_problems, validate_papers
+from arxiv_assets.ml.splits import make_splits, split_counts
+from arxiv_assets.profiles import ACTIVE
+from arxiv_assets.resources.paper_source import PaperSource
+
+from .reporting import markdown_table, preview, subject_histogram
+
+monthly_partitions = dg.MonthlyPartitionsDefinition(start_date="2025-03-01")
+
+RAW_PAPER_CHECKS = {
+    "ids_unique": ("duplicate id",),
+    "title_and_abstract_non_empty": ("empty title", "empty abstract"),
+    "categories_are_arxiv_codes": ("categories not arXiv codes", "primary_subject not the first category"),
+}
+
+
+@dg.asset(
+    partitions_def=monthly_partitions,
+    # A single run can cover a range of months (`--partition-range`), which is how a fresh
+    # instance loads the whole history in one run instead of one run per month.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="data",
+    kinds={"pandas", "parquet"},
+    check_specs=[dg.AssetCheckSpec(name, asset="raw_papers") for name in [*RAW_PAPER_CHECKS, "row_count_positive"]],
+)
+def raw_papers(context: dg.AssetExecutionContext, paper_source: PaperSource):
+    """Papers listed in one month (a month's partition holds the papers published that month)."""
+    months: dict[str, pd.DataFrame] = {}
+    for key, window in zip(context.partition_keys, _month_windows(context), strict=True):
+        papers = paper_source.load_month(window.start.date(), window.end.date())
+        months[key] = validate_papers(papers, source=f"{paper_source.kind} source, month {key}")
+        context.log.info(f"{key}: {len(papers)} papers")
+    all_papers = pd.concat(months.values(), ignore_index=True)
+    yield dg.Output(
+        months if len(months) > 1 else months[context.partition_key],
+        metadata={
+            "dagster/row_count": len(all_papers),
+            "subjects": all_papers["primary_subject"].nunique(),
+            "subject_histogram": subject_histogram(all_papers),
+            "preview": preview(all_papers),
+            "source": paper_source.kind,
+        },
+    )
+    problems = find_problems(all_papers)
+    for check_name, problem_names in RAW_PAPER_CHECKS.items():
+        bad = {name: int(problems[name].sum()) for name in problem_names}
+        yield dg.AssetCheckResult(check_name=check_name, passed=not any(bad.values()), metadata=bad)
+    empty_months = [k for k, frame in months.items() if frame.empty]
+    yield dg.AssetCheckResult(
+        check_name="row_count_positive", passed=not empty_months,
+        severity=dg.AssetCheckSeverity.WARN,  # a month the source has not published yet is not an error
+        metadata={"empty_months": dg.MetadataValue.json(empty_months)},
+    )
+
+
+def _month_windows(context: dg.AssetExecutionContext) -> list[dg.TimeWindow]:
+    partitions = monthly_partitions.get_partition_keys_in_range(context.partition_key_range)
+    return [monthly_partitions.time_window_for_partition_key(k) for k in partitions]
+
+
+class SplitsConfig(dg.Config):
+    min_papers_per_subject: int = ACTIVE.splits.min_papers_per_subject
+    max_papers_per_subject: int | None = ACTIVE.splits.max_papers_per_subject
+    eval_fraction: float = ACTIVE.splits.eval_fraction
+    test_fraction: float = ACTIVE.splits.test_fraction
+
+
+@dg.asset(group_name="data", kinds={"pandas", "parquet"})
+def splits(context: dg.AssetExecutionContext, config: SplitsConfig, raw_papers: dict[str, pd.DataFrame]):
+    """Every materialized month, split train/eval/test by a hash of the paper id, stratified by subject."""
+    months = raw_papers if isinstance(raw_papers, dict) else {"single": raw_papers}
+    papers = pd.concat(months.values(), ignore_index=True).drop_duplicates("id")
+    result = make_splits(
+        papers,
+        min_papers_per_subject=config.min_papers_per_subject,
+        max_papers_per_subject=config.max_papers_per_subject,
+        eval_fraction=config.eval_fraction,
+        test_fraction=config.test_fraction,
+    )
+    if result.papers.empty:
+        raise dg.Failure(f"no subject has {config.min_papers_per_subject} papers across months {sorted(months)}; "
+                         f"lower min_papers_per_subject or materialize more months of raw_papers")
+    counts = split_counts(result.papers)
+    context.log.info(f"dropped {len(result.dropped_subjects)} subjects below {config.min_papers_per_subject} papers")
+    return dg.Output(
+        result.papers,
+        metadata={
+            "dagster/row_count": len(result.papers),
+            "months": dg.MetadataValue.json(sorted(months)),
+            **{f"{split}_papers": int(counts[split].sum()) for split in ("train", "eval", "test")},
+            "subjects": len(counts),
+            "papers_per_subject_and_split": markdown_table(counts, floatfmt=".0f"),
+            "dropped_subjects": dg.MetadataValue.json(result.dropped_subjects),
+            "capped_subjects": dg.MetadataValue.json(result.capped_subjects),
+        },
+    )
+
+
+class PairsConfig(dg.Config):
+    train_pairs: int = ACTIVE.pairs.train_pairs
+    eval_pairs: int = ACTIVE.pairs.eval_pairs
+    title_abstract_fraction: float = ACTIVE.pairs.title_abstract_fraction
+    hard_negatives: bool = ACTIVE.pairs.hard_negatives
+    seed: int = ACTIVE.pairs.seed
+
+
+@dg.asset(group_name="data", kinds={"huggingface"})
+def pairs(context: dg.AssetExecutionContext, config: PairsConfig, splits: pd.DataFrame):
+    """Contrastive (anchor, positive[, negative]) pairs: train from the train split, eval from the eval split."""
+    sets = {}
+    for split, n_pairs in (("train", config.train_pairs), ("eval", config.eval_pairs)):
+        options = PairOptions(n_pairs=n_pairs, title_abstract_fraction=config.title_abstract_fraction,
+                              hard_negatives=config.hard_negatives, seed=config.seed)
+        sets[split] = make_pairs(splits[splits["split"] == split].reset_index(drop=True), options)
+    dataset = DatasetDict(sets)
+    subjects = pd.DataFrame({s: pd.Series(d["subject"]).value_counts() for s, d in dataset.items()}).fillna(0)
+    return dg.Output(
+        dataset,
+        metadata={
+            "train_pairs": len(dataset["train"]),
+            "eval_pairs": len(dataset["eval"]),
+            "columns": dg.MetadataValue.json(dataset["train"].column_names),
+            "pairs_per_subject": markdown_table(subjects, floatfmt=".0f"),
+            "example": dg.MetadataValue.json({k: str(v)[:200] for k, v in dataset["train"][0].items()}),
+        },
+    )

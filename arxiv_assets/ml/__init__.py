@@ -1,0 +1,1 @@
+"""Plain ML functions (data in, data out). Nothing here imports Dagster."""

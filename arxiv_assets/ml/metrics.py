@@ -1,0 +1,159 @@
+"""The one implementation of every retrieval and classification metric the project reports.
+
+Retrieval works on ranked neighbour lists, so TF-IDF, the base model, the fine-tuned model and the
+ONNX exports are all scored by exactly the same code: each produces vectors, ``top_k_neighbours``
+ranks, ``retrieval_metrics`` scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+Vectors = np.ndarray | sparse.spmatrix
+
+PRECISION_KS: tuple[int, ...] = (1, 5, 10)
+RECALL_KS: tuple[int, ...] = (1, 10)
+MAP_K = 100
+
+
+def top_k_neighbours(
+    queries: Vectors, corpus: Vectors, k: int, exclude: np.ndarray | None = None, chunk_size: int = 1024
+) -> np.ndarray:
+    """Indices of the ``k`` corpus rows with the highest inner product per query, best first.
+
+    Vectors are expected L2-normalised (then inner product is cosine). ``exclude[i]`` is a corpus
+    index never returned for query ``i`` (the query itself when queries are the corpus), or -1.
+    """
+    n_corpus = corpus.shape[0]
+    k = min(k, n_corpus - (0 if exclude is None else 1))
+    if k <= 0:
+        raise ValueError(f"corpus of {n_corpus} rows has no neighbours to rank")
+    result = np.empty((queries.shape[0], k), dtype=np.int64)
+    for start in range(0, queries.shape[0], chunk_size):
+        scores = queries[start : start + chunk_size] @ corpus.T
+        scores = scores.toarray() if sparse.issparse(scores) else np.asarray(scores, dtype=np.float32)
+        if exclude is not None:
+            rows = np.arange(scores.shape[0])
+            excluded = exclude[start : start + chunk_size]
+            scores[rows[excluded >= 0], excluded[excluded >= 0]] = -np.inf
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        result[start : start + chunk_size] = np.take_along_axis(top, order, axis=1)
+    return result
+
+
+@dataclass(frozen=True)
+class RetrievalReport:
+    per_query: pd.DataFrame  # one row per query: "group" plus one column per metric
+    micro: dict[str, float]  # mean over queries
+    macro: dict[str, float]  # mean over groups of the per-group means
+    per_group: pd.DataFrame  # index: group; columns: metrics and "queries"
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {"micro": self.micro, "macro": self.macro}
+
+
+def retrieval_metrics(
+    neighbours: np.ndarray,
+    query_keys: Sequence[object],
+    corpus_keys: Sequence[object],
+    n_relevant: np.ndarray,
+    groups: Sequence[object],
+) -> RetrievalReport:
+    """Score ranked lists where a corpus item is relevant iff its key equals the query's key.
+
+    Subject retrieval: keys are primary subjects. Known-item retrieval: keys are paper ids (one
+    relevant document). ``n_relevant[i]`` counts the relevant items query ``i`` could find (for
+    recall, NDCG's ideal and MAP's denominator); ``groups`` are what macro averages over.
+    """
+    relevant = np.asarray(corpus_keys, dtype=object)[neighbours] == np.asarray(query_keys, dtype=object)[:, None]
+    n_relevant = np.asarray(n_relevant, dtype=np.float64)
+    if (n_relevant <= 0).any():
+        raise ValueError("every query needs at least one relevant corpus item")
+    ranks = np.arange(1, relevant.shape[1] + 1)
+    columns: dict[str, np.ndarray] = {}
+    for k in PRECISION_KS:
+        columns[f"P@{k}"] = relevant[:, :k].sum(axis=1) / k
+    for k in RECALL_KS:
+        columns[f"R@{k}"] = relevant[:, :k].sum(axis=1) / n_relevant
+    first_hit = np.where(relevant[:, :10].any(axis=1), relevant[:, :10].argmax(axis=1) + 1, np.inf)
+    columns["MRR@10"] = 1.0 / first_hit
+    discounts = 1.0 / np.log2(ranks[:10] + 1)
+    dcg = (relevant[:, :10] * discounts[: relevant[:, :10].shape[1]]).sum(axis=1)
+    ideal = np.array([discounts[: int(min(n, 10))].sum() for n in n_relevant])
+    columns["NDCG@10"] = dcg / ideal
+    top = relevant[:, :MAP_K]
+    precision_at_hits = np.cumsum(top, axis=1) / ranks[: top.shape[1]] * top
+    columns["MAP@100"] = precision_at_hits.sum(axis=1) / np.minimum(n_relevant, MAP_K)
+    per_query = pd.DataFrame({"group": list(groups), **columns})
+    metric_names = list(columns)
+    per_group = per_query.groupby("group")[metric_names].mean()
+    per_group["queries"] = per_query.groupby("group").size()
+    return RetrievalReport(
+        per_query=per_query,
+        micro={m: float(per_query[m].mean()) for m in metric_names},
+        macro={m: float(per_group[m].mean()) for m in metric_names},
+        per_group=per_group,
+    )
+
+
+def subject_retrieval(vectors: Vectors, subjects: Sequence[str], k: int = MAP_K) -> RetrievalReport:
+    """Every paper queries all the others; relevant = same primary subject, the query excluded."""
+    subjects_array = np.asarray(subjects, dtype=object)
+    n = len(subjects_array)
+    neighbours = top_k_neighbours(vectors, vectors, k, exclude=np.arange(n))
+    counts = pd.Series(subjects_array).value_counts()
+    n_relevant = counts.loc[subjects_array].to_numpy() - 1
+    answerable = n_relevant > 0  # a subject with a single test paper has nothing to find
+    return retrieval_metrics(
+        neighbours[answerable], subjects_array[answerable], subjects_array, n_relevant[answerable],
+        subjects_array[answerable],
+    )
+
+
+def known_item_retrieval(
+    query_vectors: Vectors, corpus_vectors: Vectors, ids: Sequence[str], subjects: Sequence[str], k: int = MAP_K
+) -> RetrievalReport:
+    """Query ``i`` (a paper's title) must find corpus item ``i`` (its own abstract) among all of them."""
+    neighbours = top_k_neighbours(query_vectors, corpus_vectors, k)
+    return retrieval_metrics(neighbours, ids, ids, np.ones(len(ids)), subjects)
+
+
+@dataclass(frozen=True)
+class ClassificationReport:
+    accuracy: float
+    macro_f1: float
+    per_class: pd.DataFrame  # index: class; precision, recall, f1-score, support
+    confusion: pd.DataFrame  # rows: true class, columns: predicted class
+
+    def summary(self) -> dict[str, float]:
+        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1}
+
+
+def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> ClassificationReport:
+    labels = sorted(set(y_true) | set(y_pred))
+    report = classification_report(y_true, y_pred, labels=labels, output_dict=True, zero_division=0)
+    per_class = pd.DataFrame({c: report[c] for c in labels}).T
+    return ClassificationReport(
+        accuracy=float(accuracy_score(y_true, y_pred)),
+        macro_f1=float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        per_class=per_class,
+        confusion=pd.DataFrame(confusion_matrix(y_true, y_pred, labels=labels), index=labels, columns=labels),
+    )
+
+
+def linear_probe(
+    train_features: Vectors, train_labels: Sequence[str], test_features: Vectors, test_labels: Sequence[str],
+    seed: int = 0,
+) -> ClassificationReport:
+    """Logistic regression fit on frozen features of the train split, scored on the test split."""
+    classifier = LogisticRegression(max_iter=2000, C=10.0, random_state=seed)
+    classifier.fit(train_features, list(train_labels))
+    return classification_metrics(list(test_labels), list(classifier.predict(test_features)))

@@ -1,0 +1,233 @@
+"""Asset storage for tables, datasets, metrics and model directories, on a local disk or GCS.
+
+Layout under ``base_uri`` (a local path or ``gs://bucket/prefix``), per asset (and partition)::
+
+    <asset key>[/<partition>]/versions/<version>/payload...   immutable once written
+    <asset key>[/<partition>]/versions/<version>/_manifest.json
+    <asset key>[/<partition>]/LATEST                          name of the newest complete version
+
+A version's files are all written before its manifest, and the manifest before ``LATEST`` moves
+(a rename locally, a single-object write on GCS: both atomic). A run that dies mid-write leaves
+an orphaned version that nothing points to, so a reader never takes half an artifact for a whole
+one; the previous versions stay, which is also how a served model is rolled back.
+
+Formats are chosen by the Python type an asset returns — never pickle:
+``pandas.DataFrame`` -> parquet, ``datasets.Dataset(Dict)`` -> ``save_to_disk`` directory,
+``dict`` -> JSON, ``pathlib.Path`` (a directory the asset built) -> that directory's files.
+"""
+
+
+import contextlib
+import hashlib
+import json
+import shutil
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import fsspec
+import pandas as pd
+
+MANIFEST = "_manifest.json"
+LATEST = "LATEST"
+PAYLOAD = "payload"
+
+
+class ArtifactNotFoundError(FileNotFoundError):
+    """No complete version of an artifact exists at the given location."""
+
+
+class ArtifactStore:
+    """The storage protocol above, usable without Dagster (the serving app reads through it too)."""
+
+    def __init__(self, base_uri: str, storage_options: dict[str, Any] | None = None, keep_versions: int = 3,
+                 cache_dir: str | None = None) -> None:
+        self.fs, root = fsspec.core.url_to_fs(base_uri, **(storage_options or {}))
+        self.root = root.rstrip("/")
+        self.protocol = base_uri.split("://", 1)[0] if "://" in base_uri else "file"
+        self.keep_versions = keep_versions
+        self.cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "arxiv-embeddings-cache")
+
+    def uri(self, path: str) -> str:
+        return path if self.protocol == "file" else f"{self.protocol}://{path}"
+
+    def _strip(self, uri: str) -> str:
+        return uri.split("://", 1)[1] if "://" in uri else uri
+
+    # -- writing -----------------------------------------------------------------------------
+    def publish(self, key: str, obj: object, metadata: dict[str, Any] | None = None) -> str:
+        """Write ``obj`` as a new version of ``key`` and point ``LATEST`` at it; return the version's URI."""
+        version = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+        version_dir = f"{self.root}/{key}/versions/{version}"
+        with tempfile.TemporaryDirectory(prefix="arxiv-publish-") as staging:
+            fmt = _serialize(obj, Path(staging) / PAYLOAD)
+            if isinstance(obj, Path):  # the asset's directory becomes the payload, nothing else references it
+                shutil.rmtree(obj, ignore_errors=True)
+            self._upload(Path(staging) / PAYLOAD, f"{version_dir}/{PAYLOAD}")
+        manifest = {"format": fmt, "version": version, "created_at": datetime.now(UTC).isoformat(),
+                     "metadata": metadata or {}}
+        self._write_atomic(f"{version_dir}/{MANIFEST}", json.dumps(manifest, indent=2).encode())
+        self._write_atomic(f"{self.root}/{key}/{LATEST}", version.encode())
+        self._prune(key, keep=version)
+        return self.uri(version_dir)
+
+    def _upload(self, local: Path, remote: str) -> None:
+        if self.protocol == "file":
+            Path(remote).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(local, remote) if local.is_dir() else shutil.copy2(local, remote)
+        else:
+            self.fs.put(str(local), remote, recursive=local.is_dir())
+
+    def _write_atomic(self, path: str, data: bytes) -> None:
+        if self.protocol == "file":
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(target)
+        else:  # one object upload is atomic on GCS: readers see the old object or the new one
+            self.fs.pipe_file(path, data)
+
+    def _prune(self, key: str, keep: str) -> None:
+        versions = self.versions(key)
+        for old in versions[: max(0, len(versions) - self.keep_versions)]:
+            if old != keep:
+                self.fs.rm(f"{self.root}/{key}/versions/{old}", recursive=True)
+
+    # -- reading -----------------------------------------------------------------------------
+    def versions(self, key: str) -> list[str]:
+        """Complete versions of ``key``, oldest first."""
+        base = f"{self.root}/{key}/versions"
+        if not self.fs.exists(base):
+            return []
+        names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False))
+        return [n for n in names if self.fs.exists(f"{base}/{n}/{MANIFEST}")]
+
+    def latest_uri(self, key: str) -> str:
+        pointer = f"{self.root}/{key}/{LATEST}"
+        if not self.fs.exists(pointer):
+            raise ArtifactNotFoundError(f"no complete version of {key!r} under {self.uri(self.root)}; "
+                                        f"materialize it first")
+        return self.uri(f"{self.root}/{key}/versions/{self.fs.cat_file(pointer).decode().strip()}")
+
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(f"{self.root}/{key}/{LATEST}")
+
+    def manifest(self, version_uri: str) -> dict[str, Any]:
+        path = f"{self._strip(version_uri)}/{MANIFEST}"
+        if not self.fs.exists(path):
+            raise ArtifactNotFoundError(f"{version_uri} is not a complete artifact (no {MANIFEST})")
+        return json.loads(self.fs.cat_file(path))
+
+    def local_payload(self, version_uri: str) -> Path:
+        """A local path to the version's payload, downloaded once into the cache if remote."""
+        self.manifest(version_uri)  # refuse incomplete versions before touching anything
+        remote = f"{self._strip(version_uri)}/{PAYLOAD}"
+        if self.protocol == "file":
+            return Path(remote)
+        target = self.cache_dir / hashlib.sha256(version_uri.encode()).hexdigest()[:24] / PAYLOAD
+        if not target.exists():  # versions are immutable, so a cached copy never goes stale
+            staging = target.parent.with_name(target.parent.name + f".{uuid.uuid4().hex}.tmp")
+            staging.mkdir(parents=True)
+            is_dir = self.fs.isdir(remote)
+            self.fs.get(remote, str(staging / PAYLOAD), recursive=is_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):  # another reader won the race; its copy is identical
+                (staging / PAYLOAD).rename(target)
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def load(self, version_uri: str) -> object:
+        return _deserialize(self.manifest(version_uri)["format"], self.local_payload(version_uri))
+
+    def load_latest(self, key: str) -> object:
+        return self.load(self.latest_uri(key))
+
+
+def _serialize(obj: object, target: Path) -> str:
+    from datasets import Dataset, DatasetDict
+
+    if isinstance(obj, pd.DataFrame):
+        obj.to_parquet(target, index=False)
+        return "parquet"
+    if isinstance(obj, Dataset | DatasetDict):
+        obj.save_to_disk(str(target))
+        return "hf_dataset"
+    if isinstance(obj, dict):
+        target.write_text(json.dumps(obj, indent=2, default=str))
+        return "json"
+    if isinstance(obj, Path):
+        if not obj.is_dir():
+            raise TypeError(f"a Path artifact must be a directory, got {obj}")
+        shutil.copytree(obj, target)
+        return "directory"
+    raise TypeError(f"cannot store {type(obj).__name__}: return a DataFrame, a datasets Dataset, a dict or a "
+                    f"directory Path")
+
+
+def _deserialize(fmt: str, payload: Path) -> object:
+    if fmt == "parquet":
+        return pd.read_parquet(payload)
+    if fmt == "hf_dataset":
+        from datasets import load_from_disk
+
+        return load_from_disk(str(payload))
+    if fmt == "json":
+        return json.loads(payload.read_text())
+    if fmt == "directory":
+        return payload
+    raise ValueError(f"unknown artifact format {fmt!r} in {payload.parent}")
+
+
+class ArtifactIOManager(dg.ConfigurableIOManager):
+    """Dagster's side of ``ArtifactStore``: one versioned artifact per asset (and partition).
+
+    An unpartitioned asset that reads a partitioned one gets ``{partition_key: value}`` for the
+    partitions materialized so far; a run covering several partitions returns such a dict too.
+    """
+
+    base_uri: str
+    storage_options: dict[str, Any] = {}
+    keep_versions: int = 3
+
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.base_uri, self.storage_options or None, self.keep_versions)
+
+    @staticmethod
+    def _key(asset_key: dg.AssetKey, partition: str | None) -> str:
+        return "/".join(asset_key.path) + (f"/{partition}" if partition else "")
+
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        store = self.store()
+        partitions = context.asset_partition_keys if context.has_asset_partitions else [None]
+        if len(partitions) > 1:
+            if not isinstance(obj, dict) or set(obj) != set(partitions):
+                raise TypeError(f"a run over partitions {partitions} must return a dict keyed by them")
+            values = obj
+        else:
+            values = {partitions[0]: obj}
+        uris = {p: store.publish(self._key(context.asset_key, p), v, {"run_id": context.run_id})
+                for p, v in values.items()}
+        context.add_output_metadata({"uri": dg.MetadataValue.path(next(iter(uris.values())))}
+                                    if len(uris) == 1 else {"uris": dg.MetadataValue.json(uris)})
+
+    def load_input(self, context: dg.InputContext) -> object:
+        store = self.store()
+        asset_key = context.asset_key
+        if not context.has_asset_partitions:
+            return store.load_latest(self._key(asset_key, None))
+        keys = context.asset_partition_keys
+        if len(keys) == 1 and context.has_partition_key:  # a partition reads its own upstream partition
+            return store.load_latest(self._key(asset_key, keys[0]))
+        loaded = {k: store.load_latest(self._key(asset_key, k)) for k in keys if store.exists(self._key(asset_key, k))}
+        if not loaded:
+            raise ArtifactNotFoundError(f"no partition of {asset_key.to_user_string()} is materialized "
+                                        f"under {self.base_uri}")
+        missing = len(keys) - len(loaded)
+        if missing:
+            context.log.info(f"{asset_key.to_user_string()}: {len(loaded)} partition(s) loaded, "
+                             f"{missing} not materialized yet")
+        return loaded
