@@ -2,8 +2,9 @@
 
 Follows arXiv's API user manual: ``search_query`` with ``cat:`` and ``submittedDate:[YYYYMMDDTTTT TO
 YYYYMMDDTTTT]`` (GMT), 0-based ``start``/``max_results`` paging in slices of at most 2000,
-``sortBy=submittedDate``, one request every 3 seconds. Errors come back as a feed with a single
-entry titled ``Error``; throttling as a bare ``Rate exceeded.`` body.
+``sortBy=submittedDate``, one request every 3 seconds. Errors come back (HTTP 200) as a feed with a
+single entry titled ``Error``; throttling is reported by API users to come back as a bare
+``Rate exceeded.`` body, so that is retried like a 429.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class RateLimiter:
     """At least ``interval_s`` between the starts of consecutive requests."""
 
     def __init__(
-        self, interval_s: float, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+        self, interval_s: float,
+        clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.interval_s = interval_s
         self._clock = clock
@@ -175,7 +177,8 @@ def load_arxiv_api_month(
             page = parse_feed(text, url)
             dropped.update(page.skipped)
             _keep(page.entries, start, end, rows, seen, dropped)
-            logger.info("%s: %d entries at start=%d (total %s)", base_url, len(page.entries), offset, page.total_results)
+            logger.info("%s: %d entries at start=%d (total %s)",
+                        base_url, len(page.entries), offset, page.total_results)
             if page.total_results is not None and page.total_results > MAX_RESULTS_PER_QUERY and offset == 0:
                 logger.warning("arXiv reports %d results; it serves at most %d per query, split the categories",
                                page.total_results, MAX_RESULTS_PER_QUERY)
@@ -223,8 +226,10 @@ def _get_with_retries(
         retry_after: float | None = None
         try:
             response = session.get(base_url, params=params, timeout=REQUEST_TIMEOUT_S)
-        except (requests.ConnectionError, requests.Timeout) as error:
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
             problem = f"{type(error).__name__}: {error}"
+        except requests.RequestException as error:  # a bad URL, redirect loop...: retrying cannot help
+            raise ArxivApiError(f"arXiv API request failed: {url} -> {type(error).__name__}: {error}") from error
         else:
             throttled = response.status_code == 200 and response.text.lstrip().startswith("Rate exceeded")
             if response.status_code == 200 and not throttled:

@@ -59,6 +59,7 @@ class UnmappableRecord(ValueError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+        self.detail = detail
 
 
 def subject_codes(subjects: object) -> list[str]:
@@ -153,7 +154,7 @@ def load_huggingface_month(dataset: str, start: date, end: date, data_files: str
         try:
             row = map_record(record)
         except UnmappableRecord as problem:
-            _note(dropped, examples, problem.reason, str(problem))
+            _note(dropped, examples, problem.reason, problem.detail)
             continue
         if row["id"] in seen:
             _note(dropped, examples, DUPLICATE_ID, row["id"])
