@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import dagster as dg
 
+from arxiv_assets import automation
 from arxiv_assets.assets.baseline import tfidf_baseline
 from arxiv_assets.assets.data import pairs, raw_papers, splits
-from arxiv_assets.deployments import resources_for
+from arxiv_assets.assets.evaluation import evaluation
+from arxiv_assets.assets.training import model
+from arxiv_assets.deployments import executor_for, resources_for
 
-ALL_ASSETS = [raw_papers, splits, pairs, tfidf_baseline]
+ALL_ASSETS = [raw_papers, splits, pairs, tfidf_baseline, model, evaluation]
 
-defs = dg.Definitions(assets=ALL_ASSETS, resources=resources_for())
+# Per deployment: resources and executor (deployments.py); schedule, sensor and automation conditions (automation.py).
+defs = dg.Definitions(
+    assets=automation.with_retrain_condition(ALL_ASSETS),
+    jobs=[automation.raw_papers_job],
+    schedules=automation.schedules(),
+    sensors=automation.sensors(),
+    resources=resources_for(),
+    executor=executor_for(),
+)

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 
+from arxiv_assets.ml.training import TrainSettings
+
 PROFILE_ENV_VAR = "ARXIV_PROFILE"
 
 
@@ -22,11 +24,19 @@ class SplitSettings:
 
 @dataclass(frozen=True)
 class PairSettings:
-    train_pairs: int = 6000
-    eval_pairs: int = 600
+    train_pairs: int = 2000
+    eval_pairs: int = 200
     title_abstract_fraction: float = 0.2
     hard_negatives: bool = False
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    probe_train_per_subject: int = 100  # papers per subject the linear probe is fit on
+    batch_size: int = 64
+    min_p10_margin: float = 0.05  # the fine-tuned model must beat base and TF-IDF P@10 by this much
+    min_f1_margin: float = 0.0  # ...and TF-IDF + LR macro-F1 by this much
 
 
 @dataclass(frozen=True)
@@ -34,9 +44,12 @@ class Profile:
     name: str
     splits: SplitSettings = field(default_factory=SplitSettings)
     pairs: PairSettings = field(default_factory=PairSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    evaluation: EvalSettings = field(default_factory=EvalSettings)
 
     def run_config(self) -> dg.RunConfig:
-        return dg.RunConfig(ops={"splits": asdict(self.splits), "pairs": asdict(self.pairs)})
+        sections = {"splits": self.splits, "pairs": self.pairs, "model": self.train, "evaluation": self.evaluation}
+        return dg.RunConfig(ops={op: {"config": asdict(settings)} for op, settings in sections.items()})
 
 
 PROFILES: dict[str, Profile] = {
@@ -46,6 +59,11 @@ PROFILES: dict[str, Profile] = {
         splits=SplitSettings(min_papers_per_subject=150, max_papers_per_subject=60, eval_fraction=0.2,
                              test_fraction=0.3),
         pairs=PairSettings(train_pairs=64, eval_pairs=32),
+        train=TrainSettings(max_steps=4, batch_size=16, max_seq_length_cap=64, checkpoint_steps=2,
+                            eval_queries_per_subject=5),
+        # A 4-step model on 64 pairs is not expected to beat anything: the smoke profile checks
+        # that the graph runs, the default profile checks quality.
+        evaluation=EvalSettings(probe_train_per_subject=20, min_p10_margin=-1.0, min_f1_margin=-1.0),
     ),
     # Minutes on a 2-core laptop CPU: every subject with enough papers to evaluate.
     "default": Profile(name="default"),
@@ -54,6 +72,8 @@ PROFILES: dict[str, Profile] = {
         name="gpu",
         splits=SplitSettings(max_papers_per_subject=None),
         pairs=PairSettings(train_pairs=100_000, eval_pairs=10_000, hard_negatives=True),
+        train=TrainSettings(batch_size=128, max_seq_length_cap=256, checkpoint_steps=500),
+        evaluation=EvalSettings(probe_train_per_subject=1000, batch_size=256),
     ),
 }
 

