@@ -38,6 +38,9 @@ def raw_papers(context: dg.AssetExecutionContext, paper_source: PaperSource):
         papers = paper_source.load_month(window.start.date(), window.end.date())
         months[key] = validate_papers(papers, source=f"{paper_source.kind} source, month {key}")
         context.log.info(f"{key}: {len(papers)} papers")
+        if len(context.partition_keys) > 1:  # each month's materialization counts its own rows, not the run's
+            context.add_asset_metadata({"dagster/row_count": len(months[key]),
+                                        "subjects": months[key]["primary_subject"].nunique()}, partition_key=key)
     all_papers = pd.concat(months.values(), ignore_index=True)
     yield dg.Output(
         months if len(months) > 1 else months[context.partition_key],

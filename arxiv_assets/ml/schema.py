@@ -47,8 +47,11 @@ def find_problems(papers: pd.DataFrame) -> dict[str, pd.Series]:
     problems["primary_subject not the first category"] = (
         papers["primary_subject"].astype(str) != papers["categories"].map(_first_or_none)
     )
-    problems["published not YYYY-MM-DD"] = pd.to_datetime(
-        papers["published"], format="%Y-%m-%d", errors="coerce"
+    # Zero-padded ISO dates only: sources compare ``published`` as strings against month bounds, and
+    # pandas' "%Y-%m-%d" alone would also accept "2025-6-1" (which sorts after "2025-12-01").
+    published = papers["published"].astype(str)
+    problems["published not YYYY-MM-DD"] = ~published.str.fullmatch(r"\d{4}-\d{2}-\d{2}") | pd.to_datetime(
+        published, format="%Y-%m-%d", errors="coerce"
     ).isna()
     return problems
 

@@ -1,0 +1,253 @@
+"""raw_papers -> splits -> pairs -> tfidf_baseline, materialized in process with the real IO manager.
+
+The happy path runs once per session (the ``smoke_artifacts`` fixture in conftest.py); the tests here
+check each asset's contract on it, then break the input on purpose.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from datasets import DatasetDict
+
+from arxiv_assets.assets.baseline import tfidf_baseline
+from arxiv_assets.assets.data import RAW_PAPER_CHECKS, pairs, raw_papers, splits
+from arxiv_assets.ml.schema import PAPER_COLUMNS
+from arxiv_assets.ml.text import paper_text
+from arxiv_assets.profiles import get_profile
+from arxiv_assets.resources.artifact_store import ArtifactIOManager, ArtifactStore
+from arxiv_assets.resources.paper_source import PaperSource
+from arxiv_assets_tests.conftest import (
+    SAMPLE_FIRST_MONTH,
+    SAMPLE_LAST_MONTH,
+    partition_range_tags,
+    run_error_text,
+    write_papers,
+)
+
+SMOKE = get_profile("smoke")
+SAMPLE_MONTHS = dg.MonthlyPartitionsDefinition(start_date=SAMPLE_FIRST_MONTH).get_partition_keys_in_range(
+    dg.PartitionKeyRange(SAMPLE_FIRST_MONTH, SAMPLE_LAST_MONTH))
+
+
+def materializations(result: dg.ExecuteInProcessResult, asset: str) -> list[dg.AssetMaterialization]:
+    return [e.materialization for e in result.get_asset_materialization_events()
+            if e.materialization.asset_key == dg.AssetKey(asset)]
+
+
+# -- the happy path, once ----------------------------------------------------------------------------
+
+def test_raw_papers_backfills_every_month_in_one_run(smoke_artifacts, sample_papers):
+    run = smoke_artifacts.raw_run
+    assert run.success
+    assert len(SAMPLE_MONTHS) == 17
+    by_month = {m.partition: m for m in materializations(run, "raw_papers")}
+    assert sorted(by_month) == SAMPLE_MONTHS  # one run, one materialization per month
+    assert smoke_artifacts.instance.get_materialized_partitions(dg.AssetKey("raw_papers")) == set(SAMPLE_MONTHS)
+    expected_rows = sample_papers["published"].str[:7].value_counts()
+    total = 0
+    for month in SAMPLE_MONTHS:
+        stored = smoke_artifacts.load(f"raw_papers/{month}")
+        assert list(stored.columns) == list(PAPER_COLUMNS)
+        assert len(stored) == expected_rows[month[:7]]
+        assert stored["published"].str.startswith(month[:7]).all()
+        # Each month's materialization reports that month's rows (not the whole run's).
+        assert by_month[month].metadata["dagster/row_count"].value == len(stored)
+        assert by_month[month].metadata["subjects"].value == stored["primary_subject"].nunique()
+        total += len(stored)
+    assert total == len(sample_papers)
+    metadata = by_month["2025-06-01"].metadata
+    for key in ("dagster/row_count", "subjects", "subject_histogram", "preview", "source", "uris"):
+        assert key in metadata
+    assert "cs.CV" in metadata["subject_histogram"].value
+    assert metadata["source"].value == "bundled"
+
+
+def test_raw_papers_checks_all_passed(smoke_artifacts):
+    checks = {c.check_name: c for c in smoke_artifacts.raw_run.get_asset_check_evaluations()}
+    assert set(checks) == {*RAW_PAPER_CHECKS, "row_count_positive"}
+    assert all(check.passed for check in checks.values()), {n: c.metadata for n, c in checks.items()}
+    assert checks["ids_unique"].metadata["duplicate id"].value == 0
+
+
+def test_splits_contract(smoke_artifacts, sample_papers):
+    assert smoke_artifacts.downstream_run.success
+    table = smoke_artifacts.load("splits")
+    assert list(table.columns) == [*PAPER_COLUMNS, "split"]
+    assert set(table["split"]) == {"train", "eval", "test"}
+    assert table["id"].is_unique
+    per_subject = table["primary_subject"].value_counts()
+    assert per_subject.max() <= SMOKE.splits.max_papers_per_subject
+    counts = sample_papers["primary_subject"].value_counts()
+    assert set(per_subject.index) == set(counts[counts >= SMOKE.splits.min_papers_per_subject].index)
+    (metadata,) = [m.metadata for m in materializations(smoke_artifacts.downstream_run, "splits")]
+    assert metadata["dagster/row_count"].value == len(table)
+    assert metadata["months"].value == SAMPLE_MONTHS
+    assert sum(metadata[f"{s}_papers"].value for s in ("train", "eval", "test")) == len(table)
+    assert metadata["subjects"].value == len(per_subject)
+    assert metadata["dropped_subjects"].value == {s: int(n) for s, n in counts.items()
+                                                  if n < SMOKE.splits.min_papers_per_subject}
+    assert set(metadata["capped_subjects"].value) == set(per_subject.index)  # every kept subject is over 60
+    assert "| cs.CV" in metadata["papers_per_subject_and_split"].value
+
+
+def test_pairs_contract(smoke_artifacts):
+    sets = smoke_artifacts.load("pairs")
+    assert isinstance(sets, DatasetDict)
+    assert set(sets) == {"train", "eval"}
+    assert len(sets["train"]) == SMOKE.pairs.train_pairs and len(sets["eval"]) == SMOKE.pairs.eval_pairs
+    assert sets["train"].column_names == ["anchor", "positive", "subject"]
+    table = smoke_artifacts.load("splits")
+    # Every text (a title, an abstract or both) maps back to its paper's split and subject.
+    paper_of = {}
+    for row in table.itertuples():
+        for text in (row.title, row.abstract, paper_text(row.title, row.abstract)):
+            paper_of[text] = (row.split, row.primary_subject)
+    for split in ("train", "eval"):  # pairs of a split only use that split's papers, of the pair's subject
+        for pair in sets[split]:
+            assert paper_of[pair["anchor"]] == (split, pair["subject"])
+            assert paper_of[pair["positive"]] == (split, pair["subject"])
+    (metadata,) = [m.metadata for m in materializations(smoke_artifacts.downstream_run, "pairs")]
+    assert metadata["train_pairs"].value == SMOKE.pairs.train_pairs
+    assert metadata["columns"].value == ["anchor", "positive", "subject"]
+
+
+def test_tfidf_baseline_contract(smoke_artifacts):
+    summary = smoke_artifacts.load("tfidf_baseline")
+    for section in ("subject_retrieval", "known_item"):
+        assert set(summary[section]) == {"micro", "macro"}
+        assert all(0 <= v <= 1 for average in summary[section].values() for v in average.values())
+    assert set(summary["classification"]) == {"accuracy", "macro_f1"}
+    table = smoke_artifacts.load("splits")
+    assert summary["test_papers"] == int((table["split"] == "test").sum())
+    assert summary["train_papers"] == int((table["split"] == "train").sum())
+    assert set(summary["per_subject"]) == set(table["primary_subject"])
+    # 20 balanced subjects: chance P@10 is about 1/20.
+    assert summary["subject_retrieval"]["micro"]["P@10"] > 0.2
+    (metadata,) = [m.metadata for m in materializations(smoke_artifacts.downstream_run, "tfidf_baseline")]
+    assert metadata["P@10_micro"].value == pytest.approx(summary["subject_retrieval"]["micro"]["P@10"])
+    assert metadata["vocabulary_size"].value > 1000
+
+
+# -- broken input: the run fails, names the problem, and writes nothing -----------------------------
+
+JUNE = "2025-06-01"
+
+
+@pytest.fixture
+def june(sample_papers: pd.DataFrame) -> pd.DataFrame:
+    return sample_papers[sample_papers["published"].str.startswith("2025-06")].head(60).reset_index(drop=True)
+
+
+def run_raw_papers(base: str, parquet_path: str, partition_key: str = JUNE) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [raw_papers], partition_key=partition_key, raise_on_error=False,
+        resources={"io_manager": ArtifactIOManager(base_uri=base),
+                   "paper_source": PaperSource(kind="parquet", parquet_path=parquet_path)},
+    )
+
+
+def break_papers(papers: pd.DataFrame, how: str) -> pd.DataFrame:
+    if how == "missing column":
+        return papers.drop(columns=["abstract"])
+    if how == "empty abstracts":
+        return papers.assign(abstract=["" if i % 10 == 0 else a for i, a in enumerate(papers["abstract"])])
+    if how == "duplicate ids":
+        return pd.concat([papers, papers.head(2)], ignore_index=True)
+    raise ValueError(how)
+
+
+@pytest.mark.parametrize(("how", "message"), [
+    ("missing column", "missing column(s) ['abstract']"),
+    ("empty abstracts", "6 row(s) with empty abstract"),
+    ("duplicate ids", "4 row(s) with duplicate id"),
+])
+def test_broken_source_fails_and_writes_nothing(tmp_path, june, how, message):
+    path = write_papers(break_papers(june, how), tmp_path / "broken.parquet")
+    base = str(tmp_path / "artifacts")
+    result = run_raw_papers(base, path)
+    assert not result.success
+    error = run_error_text(result)
+    assert "PaperSchemaError" in error
+    assert message in error
+    assert path in error  # the source is named
+    assert not ArtifactStore(base).exists(f"raw_papers/{JUNE}")
+    assert not Path(base, "raw_papers").exists()  # not even an orphaned version
+    assert materializations(result, "raw_papers") == []
+
+
+def test_a_failed_rerun_keeps_the_previous_good_version(tmp_path, june):
+    base = str(tmp_path / "artifacts")
+    source = tmp_path / "papers.parquet"
+    assert run_raw_papers(base, write_papers(june, source)).success
+    store = ArtifactStore(base)
+    good_uri = store.latest_uri(f"raw_papers/{JUNE}")
+
+    write_papers(break_papers(june, "empty abstracts"), source)  # the source breaks upstream
+    failed = run_raw_papers(base, str(source))
+    assert not failed.success
+    assert "empty abstract" in run_error_text(failed)
+    assert store.latest_uri(f"raw_papers/{JUNE}") == good_uri
+    assert store.versions(f"raw_papers/{JUNE}") == [Path(good_uri).name]
+    assert store.load_latest(f"raw_papers/{JUNE}")["id"].tolist() == june["id"].tolist()
+
+
+def test_a_month_with_no_papers_materializes_empty_with_a_warning(tmp_path, june):
+    base = str(tmp_path / "artifacts")
+    result = run_raw_papers(base, write_papers(june, tmp_path / "june.parquet"), partition_key="2025-09-01")
+    assert result.success
+    assert len(ArtifactStore(base).load_latest("raw_papers/2025-09-01")) == 0
+    (row_check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "row_count_positive"]
+    assert not row_check.passed
+    assert row_check.severity == dg.AssetCheckSeverity.WARN
+    assert row_check.metadata["empty_months"].value == ["2025-09-01"]
+
+
+def test_unknown_partition_key_is_named(tmp_path, june):
+    with pytest.raises(dg.DagsterUnknownPartitionError, match="2024-01-01"):
+        run_raw_papers(str(tmp_path), write_papers(june, tmp_path / "june.parquet"), partition_key="2024-01-01")
+    assert not Path(tmp_path, "raw_papers").exists()
+
+
+# -- splits stay put as months are added, through the assets ----------------------------------------
+
+def test_splits_asset_never_moves_a_paper_when_months_are_added(tmp_path):
+    base = str(tmp_path / "artifacts")
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {"io_manager": ArtifactIOManager(base_uri=base), "paper_source": PaperSource(kind="bundled")}
+    config = dg.RunConfig(ops={"splits": {"config": {"min_papers_per_subject": 60, "max_papers_per_subject": 150,
+                                                     "eval_fraction": 0.1, "test_fraction": 0.2}}})
+    store = ArtifactStore(base)
+
+    def splits_after(first: str, last: str) -> pd.DataFrame:
+        assert dg.materialize([raw_papers], instance=instance, resources=resources,
+                              tags=partition_range_tags(first, last)).success
+        assert dg.materialize([raw_papers, splits], selection=[splits], instance=instance, resources=resources,
+                              run_config=config).success
+        return store.load_latest("splits")
+
+    before = splits_after("2025-05-01", "2025-06-01")
+    after = splits_after("2025-07-01", "2025-08-01")
+    assert before["published"].str[:7].isin(["2025-05", "2025-06"]).all()
+    assert after["published"].str[:7].isin(["2025-05", "2025-06", "2025-07", "2025-08"]).all()
+    assert (after["published"] >= "2025-07").any()
+    both = before.merge(after, on="id", suffixes=("_before", "_after"))
+    assert len(both) > 300
+    assert (both["split_before"] == both["split_after"]).all()
+    was_test = set(before.loc[before["split"] == "test", "id"])
+    assert was_test.isdisjoint(after.loc[after["split"] != "test", "id"])
+    assert len(store.versions("splits")) == 2  # the first split is still there to compare with
+
+
+def test_splits_fails_clearly_when_no_subject_is_big_enough(tmp_path, june):
+    base = str(tmp_path / "artifacts")
+    resources = {"io_manager": ArtifactIOManager(base_uri=base),
+                 "paper_source": PaperSource(kind="parquet", parquet_path=write_papers(june, tmp_path / "p.parquet"))}
+    assert dg.materialize([raw_papers], partition_key=JUNE, resources=resources).success
+    result = dg.materialize([raw_papers, splits, pairs, tfidf_baseline], selection=[splits], resources=resources,
+                            run_config=dg.RunConfig(ops={"splits": {"config": {"min_papers_per_subject": 1000}}}),
+                            raise_on_error=False)
+    assert not result.success
+    assert "no subject has 1000 papers" in run_error_text(result)
+    assert not ArtifactStore(base).exists("splits")

@@ -1,0 +1,100 @@
+"""make_pairs on real papers: layout, subject balance, same-subject positives, hard negatives, determinism."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from datasets import Dataset
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from arxiv_assets.ml.pairs import PairOptions, make_pairs
+from arxiv_assets.ml.text import paper_text
+
+# Deliberately imbalanced: 150 / 60 / 25 / 8 papers, so uniform sampling over papers would not be balanced.
+SUBJECT_SIZES = {"cs.CV": 150, "astro-ph.GA": 60, "cs.CL": 25, "gr-qc": 8}
+
+
+@pytest.fixture(scope="module")
+def papers(sample_papers: pd.DataFrame) -> pd.DataFrame:
+    parts = [sample_papers[sample_papers["primary_subject"] == s].head(n) for s, n in SUBJECT_SIZES.items()]
+    # A non-default index, as a filtered frame has: make_pairs must use labels, not positions.
+    return pd.concat(parts).sample(frac=1.0, random_state=0)
+
+
+def subject_by_text(papers: pd.DataFrame) -> dict[str, str]:
+    return dict(zip((paper_text(t, a) for t, a in zip(papers["title"], papers["abstract"], strict=True)),
+                    papers["primary_subject"], strict=True))
+
+
+def test_layout_and_subject_balance(papers):
+    pairs = make_pairs(papers, PairOptions(n_pairs=2000, seed=1))
+    assert isinstance(pairs, Dataset)
+    assert pairs.column_names == ["anchor", "positive", "subject"]
+    assert len(pairs) == 2000
+    counts = pd.Series(pairs["subject"]).value_counts()
+    assert set(counts.index) == set(SUBJECT_SIZES)
+    # 500 expected per subject; a binomial(2000, 1/4) stays within +-15% far beyond 3 sigma (~58).
+    assert ((counts - 500).abs() < 75).all(), counts.to_dict()
+
+
+def test_anchor_and_positive_are_two_papers_of_the_pair_subject(papers):
+    pairs = make_pairs(papers, PairOptions(n_pairs=400, seed=2))
+    subjects = subject_by_text(papers)
+    for row in pairs:
+        assert subjects[row["anchor"]] == row["subject"]
+        assert subjects[row["positive"]] == row["subject"]
+        assert row["anchor"] != row["positive"]
+
+
+def test_title_abstract_fraction_is_honoured(papers):
+    pairs = make_pairs(papers, PairOptions(n_pairs=1000, title_abstract_fraction=0.3, seed=3))
+    abstract_of_title = dict(zip(papers["title"], papers["abstract"], strict=True))
+    subject_of_title = dict(zip(papers["title"], papers["primary_subject"], strict=True))
+    own = [row for row in pairs if row["anchor"] in abstract_of_title]
+    assert len(own) / len(pairs) == pytest.approx(0.3, abs=0.05)
+    for row in own:  # a title and its own abstract
+        assert row["positive"] == abstract_of_title[row["anchor"]]
+        assert row["subject"] == subject_of_title[row["anchor"]]
+    none = make_pairs(papers, PairOptions(n_pairs=300, title_abstract_fraction=0.0, seed=3))
+    assert not any(a in abstract_of_title for a in none["anchor"])
+    every = make_pairs(papers, PairOptions(n_pairs=300, title_abstract_fraction=1.0, seed=3))
+    assert all(a in abstract_of_title for a in every["anchor"])
+
+
+def test_hard_negatives_come_from_another_subject(papers):
+    pairs = make_pairs(papers, PairOptions(n_pairs=300, hard_negatives=True, seed=4))
+    assert pairs.column_names == ["anchor", "positive", "negative", "subject"]
+    subjects = subject_by_text(papers)
+    negative_subjects = [subjects[n] for n in pairs["negative"]]
+    assert all(ns != s for ns, s in zip(negative_subjects, pairs["subject"], strict=True))
+    assert len(set(pairs["negative"])) > 50  # not one paper over and over
+    # "Hard": lexically closer to the anchor than a random paper of another subject.
+    texts = list(subject_by_text(papers))
+    vectorizer = TfidfVectorizer(stop_words="english").fit(texts)
+    anchors = vectorizer.transform(pairs["anchor"])
+    rng = np.random.default_rng(0)
+    random_others = [rng.choice([t for t in texts if subjects[t] != s]) for s in pairs["subject"]]
+    hard = anchors.multiply(vectorizer.transform(pairs["negative"])).sum(axis=1).mean()
+    random = anchors.multiply(vectorizer.transform(random_others)).sum(axis=1).mean()
+    assert hard > 2 * random
+
+
+def test_same_seed_same_pairs_other_seed_other_pairs(papers):
+    options = PairOptions(n_pairs=200, title_abstract_fraction=0.2, hard_negatives=True, seed=7)
+    first, second = make_pairs(papers, options), make_pairs(papers, options)
+    assert first.to_dict() == second.to_dict()
+    other = make_pairs(papers, PairOptions(n_pairs=200, title_abstract_fraction=0.2, hard_negatives=True, seed=8))
+    assert other.to_dict() != first.to_dict()
+
+
+def test_subjects_with_a_single_paper_are_never_paired(papers, sample_papers):
+    lone = sample_papers[sample_papers["primary_subject"] == "math-ph"]
+    assert len(lone) == 1
+    pairs = make_pairs(pd.concat([papers, lone]), PairOptions(n_pairs=500, seed=5))
+    assert "math-ph" not in set(pairs["subject"])
+
+
+def test_bad_requests_are_refused(papers):
+    with pytest.raises(ValueError, match="n_pairs must be positive"):
+        make_pairs(papers, PairOptions(n_pairs=0))
+    with pytest.raises(ValueError, match="no subject has two papers"):
+        make_pairs(papers.drop_duplicates("primary_subject"), PairOptions(n_pairs=10))
