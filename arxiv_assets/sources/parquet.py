@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from pathlib import Path
 
@@ -17,10 +18,16 @@ def load_parquet_month(path: str | Path, start: date, end: date) -> pd.DataFrame
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"paper file {path} does not exist")
+    papers = _validated_table(path, path.stat().st_mtime_ns)
+    in_month = (papers["published"] >= start.isoformat()) & (papers["published"] < end.isoformat())
+    return papers[in_month].reset_index(drop=True)
+
+
+@functools.lru_cache(maxsize=2)
+def _validated_table(path: Path, mtime_ns: int) -> pd.DataFrame:
+    """Read and validate a file once per version (a multi-month run asks for it once per month)."""
     try:
         table = pd.read_parquet(path)
     except Exception as error:  # pyarrow raises several unrelated types for a corrupt file
         raise PaperSchemaError(f"{path}: not a readable parquet file ({error})") from error
-    papers = validate_papers(table, source=str(path))
-    in_month = (papers["published"] >= start.isoformat()) & (papers["published"] < end.isoformat())
-    return papers[in_month].reset_index(drop=True)
+    return validate_papers(table, source=str(path))
