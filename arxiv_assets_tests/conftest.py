@@ -118,3 +118,28 @@ def write_papers(papers: pd.DataFrame, path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     papers.to_parquet(path, index=False)
     return str(path)
+
+
+@dataclass(frozen=True)
+class SmokeModel:
+    """The smoke graph's ``model`` and ``evaluation`` (ir_metrics, classifier_metrics), materialized once."""
+
+    artifacts: SmokeArtifacts
+    run: dg.ExecuteInProcessResult
+
+    @property
+    def model_dir(self) -> Path:
+        return self.artifacts.store.local_payload(self.artifacts.store.latest_uri("model"))
+
+
+@pytest.fixture(scope="session")
+def smoke_model(smoke_artifacts: SmokeArtifacts) -> SmokeModel:
+    from arxiv_assets.assets.evaluation import evaluation
+    from arxiv_assets.assets.training import model
+
+    run = dg.materialize(
+        [raw_papers, splits, pairs, tfidf_baseline, model, evaluation], selection=[model, evaluation],
+        instance=smoke_artifacts.instance, resources=smoke_artifacts.resources,
+        run_config=smoke_run_config("model", "evaluation"),
+    )
+    return SmokeModel(smoke_artifacts, run)
