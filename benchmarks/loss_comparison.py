@@ -1,0 +1,73 @@
+"""Compare the training losses on the same pairs, scored on the same test papers.
+
+    python benchmarks/loss_comparison.py --pairs 600 --test-per-subject 60
+
+Every loss trains from the same base model on the same pairs (default profile's splits and pair
+settings), then the shared metric functions score subject retrieval and a linear probe on the
+same test papers; TF-IDF and the untrained base model are the reference rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from arxiv_assets.ml.embedding import load_model
+from arxiv_assets.ml.evaluation import evaluate_model, probe_train_sample
+from arxiv_assets.ml.pairs import PairOptions, make_pairs
+from arxiv_assets.ml.tfidf import evaluate_tfidf
+from arxiv_assets.ml.training import LOSSES, train
+from arxiv_assets.profiles import get_profile
+from benchmarks.common import machine_line, profile_splits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=600)
+    parser.add_argument("--test-per-subject", type=int, default=60)
+    parser.add_argument("--probe-per-subject", type=int, default=60)
+    parser.add_argument("--losses", nargs="+", default=list(LOSSES))
+    args = parser.parse_args()
+
+    profile = get_profile("default")
+    papers = profile_splits(profile)
+    split = {s: papers[papers["split"] == s].reset_index(drop=True) for s in ("train", "eval", "test")}
+    test = probe_train_sample(split["test"], args.test_per_subject, seed=1)
+    probe = probe_train_sample(split["train"], args.probe_per_subject)
+    options = PairOptions(n_pairs=args.pairs, title_abstract_fraction=profile.pairs.title_abstract_fraction,
+                          seed=profile.pairs.seed)
+    train_pairs = make_pairs(split["train"], options)
+    eval_pairs = make_pairs(split["eval"], replace(options, n_pairs=100))
+
+    rows: dict[str, dict[str, float]] = {}
+    tfidf = evaluate_tfidf(split["train"], test)
+    rows["tfidf"] = {"P@10": tfidf.subject_retrieval.micro["P@10"], "P@10 macro": tfidf.subject_retrieval.macro["P@10"],
+                     "LR accuracy": tfidf.classification.accuracy, "LR macro-F1": tfidf.classification.macro_f1}
+    base_settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=10_000)
+    encoders = {"base (not fine-tuned)": (load_model(base_settings.base_model, max_seq_length=128), None)}
+    for loss in args.losses:
+        settings = replace(base_settings, loss=loss)
+        out = Path(tempfile.mkdtemp()) / "model"
+        result = train(train_pairs, eval_pairs, split["eval"], settings, out, Path(tempfile.mkdtemp()), loss)
+        encoders[loss] = (load_model(out), result)
+    for name, (encoder, result) in encoders.items():
+        evaluation = evaluate_model(encoder, probe, test)
+        rows[name] = {"P@10": evaluation.subject_retrieval.micro["P@10"],
+                      "P@10 macro": evaluation.subject_retrieval.macro["P@10"],
+                      "LR accuracy": evaluation.classification.accuracy,
+                      "LR macro-F1": evaluation.classification.macro_f1}
+        if result is not None:
+            rows[name] |= {"steps": result.steps, "batch": result.settings.batch_size,
+                           "train s": round(result.train_seconds), "pairs/s": round(result.samples_per_second, 2)}
+    print(f"\n{machine_line()}")
+    print(f"{args.pairs} train pairs, seq {base_settings.max_seq_length_cap}, {len(test)} test papers "
+          f"({args.test_per_subject}/subject), probe fit on {len(probe)} train papers\n")
+    print(pd.DataFrame(rows).T.to_markdown(floatfmt=".3f"))
+
+
+if __name__ == "__main__":
+    main()
