@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--test-per-subject", type=int, default=60)
     parser.add_argument("--probe-per-subject", type=int, default=60)
     parser.add_argument("--losses", nargs="+", default=list(LOSSES))
+    parser.add_argument("--base-model", help="backbone to fine-tune (default: the profile's; a hub id or a path)")
     args = parser.parse_args()
 
     profile = get_profile("default")
@@ -47,7 +48,8 @@ def main() -> None:
     tfidf = evaluate_tfidf(split["train"], test)
     rows["tfidf"] = {"P@10": tfidf.subject_retrieval.micro["P@10"], "P@10 macro": tfidf.subject_retrieval.macro["P@10"],
                      "LR accuracy": tfidf.classification.accuracy, "LR macro-F1": tfidf.classification.macro_f1}
-    base_settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=10_000)
+    base_settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=10_000,
+                            base_model=args.base_model or profile.train.base_model)
     encoders = {"base (not fine-tuned)": (load_model(base_settings.base_model, max_seq_length=128), None)}
     for loss in args.losses:
         settings = replace(base_settings, loss=loss)
