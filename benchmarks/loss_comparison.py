@@ -50,26 +50,32 @@ def main() -> None:
                      "LR accuracy": tfidf.classification.accuracy, "LR macro-F1": tfidf.classification.macro_f1}
     base_settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=10_000,
                             base_model=args.base_model or profile.train.base_model)
-    encoders = {"base (not fine-tuned)": (load_model(base_settings.base_model, max_seq_length=128), None)}
-    for loss in args.losses:
+    print(f"\n{machine_line()}")
+    print(f"{args.pairs} train pairs, seq {base_settings.max_seq_length_cap}, {len(test)} test papers "
+          f"({args.test_per_subject}/subject), probe fit on {len(probe)} train papers", flush=True)
+    report(rows)
+    base = load_model(base_settings.base_model, max_seq_length=base_settings.max_seq_length_cap)
+    rows["base (not fine-tuned)"] = scores(base, probe, test)
+    report(rows)
+    for loss in args.losses:  # each row is printed as soon as it exists: a long run keeps what it measured
         settings = replace(base_settings, loss=loss)
         out = Path(tempfile.mkdtemp()) / "model"
         result = train(train_pairs, eval_pairs, split["eval"], settings, out, Path(tempfile.mkdtemp()), loss)
-        encoders[loss] = (load_model(out), result)
-    for name, (encoder, result) in encoders.items():
-        evaluation = evaluate_model(encoder, probe, test)
-        rows[name] = {"P@10": evaluation.subject_retrieval.micro["P@10"],
-                      "P@10 macro": evaluation.subject_retrieval.macro["P@10"],
-                      "LR accuracy": evaluation.classification.accuracy,
-                      "LR macro-F1": evaluation.classification.macro_f1}
-        if result is not None:
-            rows[name] |= {"steps": result.steps, "batch": result.settings.batch_size,
-                           "train s": round(result.train_seconds), "pairs/s": round(result.samples_per_second, 2)}
-    print(f"\n{machine_line()}")
-    print(f"{args.pairs} train pairs, seq {base_settings.max_seq_length_cap}, {len(test)} test papers "
-          f"({args.test_per_subject}/subject), probe fit on {len(probe)} train papers\n")
-    print(pd.DataFrame(rows).T.to_markdown(floatfmt=".3f"))
+        rows[loss] = scores(load_model(out), probe, test) | {
+            "steps": result.steps, "train s": round(result.train_seconds),
+            "pairs/s": round(result.samples_per_second, 2)}
+        report(rows)
 
+
+def scores(encoder, probe: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
+    evaluation = evaluate_model(encoder, probe, test)
+    return {"P@10": evaluation.subject_retrieval.micro["P@10"],
+            "P@10 macro": evaluation.subject_retrieval.macro["P@10"],
+            "LR accuracy": evaluation.classification.accuracy, "LR macro-F1": evaluation.classification.macro_f1}
+
+
+def report(rows: dict[str, dict[str, float]]) -> None:
+    print("\n" + pd.DataFrame(rows).T.to_markdown(floatfmt=".3f"), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -133,25 +133,22 @@ def ir_evaluator(eval_papers: pd.DataFrame, queries_per_subject: int, seed: int,
 
 def _training_columns(pairs: Dataset, loss: str, seed: int) -> Dataset:
     """The column layout each loss expects (the trainer feeds every non-label column to the loss)."""
+    anchors, positives, subjects = list(pairs["anchor"]), list(pairs["positive"]), list(pairs[SUBJECT_COLUMN])
+    label = {s: i for i, s in enumerate(sorted(set(subjects)))}
     if loss == "batch_all_triplet":  # (text, label): supervised by subject
-        subjects = sorted(set(pairs[SUBJECT_COLUMN]))
-        label = {s: i for i, s in enumerate(subjects)}
-        return Dataset.from_dict({"text": pairs["anchor"] + pairs["positive"],
-                                  "label": [label[s] for s in pairs[SUBJECT_COLUMN] * 2]})
+        return Dataset.from_dict({"text": anchors + positives, "label": [label[s] for s in subjects * 2]})
     if loss == "contrastive":  # (sentence1, sentence2, label): positives 1, other-subject pairs 0
         rng = np.random.default_rng(seed)
-        subjects = np.asarray(pairs[SUBJECT_COLUMN])
-        negatives = pairs[NEGATIVE_COLUMN] if NEGATIVE_COLUMN in pairs.column_names else [
-            pairs["positive"][int(rng.choice(np.flatnonzero(subjects != s)))] for s in subjects
+        subject_array = np.asarray(subjects)
+        negatives = list(pairs[NEGATIVE_COLUMN]) if NEGATIVE_COLUMN in pairs.column_names else [
+            positives[int(rng.choice(np.flatnonzero(subject_array != s)))] for s in subjects
         ]
         return Dataset.from_dict({
-            "sentence1": pairs["anchor"] * 2, "sentence2": pairs["positive"] + list(negatives),
-            "label": [1.0] * len(pairs) + [0.0] * len(pairs),
+            "sentence1": anchors * 2, "sentence2": positives + negatives,
+            "label": [1.0] * len(anchors) + [0.0] * len(anchors),
         }).shuffle(seed=seed)
     if loss == "mnrl_distinct_subjects":  # the sampler reads the subject; MNRL itself ignores labels
-        subjects = sorted(set(pairs[SUBJECT_COLUMN]))
-        label = {s: i for i, s in enumerate(subjects)}
-        return pairs.map(lambda row: {"label": label[row[SUBJECT_COLUMN]]}).remove_columns([SUBJECT_COLUMN])
+        return pairs.remove_columns([SUBJECT_COLUMN]).add_column("label", [label[s] for s in subjects])
     return pairs.remove_columns([SUBJECT_COLUMN])
 
 

@@ -3,9 +3,16 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 from datasets import Dataset
 
-from arxiv_assets.ml.training import SubjectDistinctBatchSampler, choose_max_seq_length, last_complete_checkpoint
+from arxiv_assets.ml.training import (
+    LOSSES,
+    SubjectDistinctBatchSampler,
+    _training_columns,
+    choose_max_seq_length,
+    last_complete_checkpoint,
+)
 
 
 def test_subject_distinct_batches_never_repeat_a_subject_and_cover_the_epoch() -> None:
@@ -37,3 +44,24 @@ def test_resume_only_from_complete_checkpoints(tmp_path: Path) -> None:
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-100")
     assert not (tmp_path / "checkpoint-150").exists()
     assert last_complete_checkpoint(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_gets_the_columns_it_expects(loss: str) -> None:
+    pairs = Dataset.from_dict({"anchor": ["a1", "a2", "a3"], "positive": ["p1", "p2", "p3"],
+                               "subject": ["cs.CV", "cs.CL", "cs.CV"]})
+    columns = _training_columns(pairs, loss, seed=0)
+    expected = {
+        "mnrl": ["anchor", "positive"], "gist": ["anchor", "positive"],
+        "mnrl_distinct_subjects": ["anchor", "positive", "label"],
+        "contrastive": ["sentence1", "sentence2", "label"], "batch_all_triplet": ["text", "label"],
+    }[loss]
+    assert columns.column_names == expected
+    if loss == "contrastive":  # one positive and one other-subject negative per pair
+        rows = list(zip(columns["sentence1"], columns["sentence2"], columns["label"], strict=True))
+        assert sorted(label for _, _, label in rows) == [0.0] * 3 + [1.0] * 3
+        negatives = {(anchor, other) for anchor, other, label in rows if label == 0.0}
+        assert {("a1", "p2"), ("a3", "p2")} <= negatives  # the only positive of another subject
+        assert ("a2", "p1") in negatives or ("a2", "p3") in negatives
+    if loss in ("batch_all_triplet", "mnrl_distinct_subjects"):
+        assert len(set(columns["label"])) == 2
