@@ -12,17 +12,25 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+# Not re-exported at the top level in dagster 1.13; the instance API that returns it is public.
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
 from arxiv_assets.ml.embedding import default_precision, load_model
 from arxiv_assets.ml.evaluation import ModelEvaluation, evaluate_model, probe_train_sample
 from arxiv_assets.ml.hardware import best_device
 from arxiv_assets.ml.plots import confusion_plot, projection_plot
 from arxiv_assets.profiles import ACTIVE
+from arxiv_assets.resources.artifact_store import local_payload_of
 
 from .reporting import markdown_table, metrics_table
 
 EVAL_DEFAULTS = ACTIVE.evaluation
 BEATS_BASELINES = "fine_tuned_beats_baselines_p10"
 F1_AT_LEAST_TFIDF = "fine_tuned_lr_macro_f1_at_least_tfidf"
+BEATS_SERVED = "fine_tuned_beats_served_model_p10"
+BLOCKING_CHECKS = (dg.AssetCheckKey(dg.AssetKey("ir_metrics"), BEATS_BASELINES),
+                   dg.AssetCheckKey(dg.AssetKey("classifier_metrics"), F1_AT_LEAST_TFIDF),
+                   dg.AssetCheckKey(dg.AssetKey("ir_metrics"), BEATS_SERVED))
 
 
 class EvalConfig(dg.Config):
@@ -31,6 +39,7 @@ class EvalConfig(dg.Config):
     batch_size: int = EVAL_DEFAULTS.batch_size
     min_p10_margin: float = EVAL_DEFAULTS.min_p10_margin
     min_f1_margin: float = EVAL_DEFAULTS.min_f1_margin
+    min_promotion_margin: float = 0.0  # P@10 by which a new model must beat the served one
 
 
 @dg.multi_asset(
@@ -48,6 +57,10 @@ class EvalConfig(dg.Config):
                           description="Fine-tuned P@10 beats the base model and TF-IDF by min_p10_margin"),
         dg.AssetCheckSpec(F1_AT_LEAST_TFIDF, asset="classifier_metrics", blocking=True,
                           description="Fine-tuned LR macro-F1 >= TF-IDF LR macro-F1 + min_f1_margin"),
+        dg.AssetCheckSpec(BEATS_SERVED, asset="ir_metrics", blocking=True,
+                          description="Promotion gate: the new model's P@10 is at least the served model's, both "
+                                      "scored on this test split (the served model = the newest one that passed "
+                                      "every blocking evaluation check)"),
     ],
 )
 def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, model: Path, splits: pd.DataFrame,
@@ -58,8 +71,13 @@ def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, model: Pat
     precision = default_precision(device)
     fine_tuned = load_model(model, device=device)
     base = load_model(config.base_model, device=device, max_seq_length=fine_tuned.max_seq_length)
+    model_uri = _materialized_uri(context, "model")
+    served_uri = served_model_uri(context.instance)
+    encoders = {"base": base, "fine-tuned": fine_tuned}
+    if served_uri and served_uri != model_uri:
+        encoders["served"] = load_model(local_payload_of(served_uri), device=device)
     results: dict[str, ModelEvaluation] = {}
-    for name, encoder in (("base", base), ("fine-tuned", fine_tuned)):
+    for name, encoder in encoders.items():
         context.log.info(f"encoding {len(test)} test and {len(probe_train)} probe papers with the {name} model")
         results[name] = evaluate_model(encoder, probe_train, test, config.batch_size, precision)
 
@@ -74,11 +92,41 @@ def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, model: Pat
         passed=p10["fine-tuned"] >= best_baseline + config.min_p10_margin,
         metadata={**{f"P@10 {k}": v for k, v in p10.items()}, "required_margin": config.min_p10_margin},
     )
+    served_p10 = p10.get("served", p10["fine-tuned"] if served_uri else None)
+    yield dg.AssetCheckResult(
+        check_name=BEATS_SERVED, asset_key="ir_metrics",
+        passed=served_p10 is None or p10["fine-tuned"] >= served_p10 + config.min_promotion_margin,
+        metadata={"model_uri": model_uri or "", "served_model_uri": served_uri or "(none yet: first model)",
+                  "P@10 fine-tuned": p10["fine-tuned"], "P@10 served": served_p10 if served_p10 is not None else -1.0,
+                  "required_margin": config.min_promotion_margin},
+    )
     yield dg.AssetCheckResult(
         check_name=F1_AT_LEAST_TFIDF, asset_key="classifier_metrics",
         passed=f1["fine-tuned"] >= f1["tfidf"] + config.min_f1_margin,
         metadata={**{f"macro-F1 {k}": v for k, v in f1.items()}, "required_margin": config.min_f1_margin},
     )
+
+
+def _materialized_uri(context: dg.AssetExecutionContext, asset: str) -> str | None:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
+    uri = event.asset_materialization.metadata.get("uri") if event and event.asset_materialization else None
+    return str(uri.value) if uri is not None else None
+
+
+def served_model_uri(instance: dg.DagsterInstance) -> str | None:
+    """The model of the newest run in which every blocking evaluation check passed (what the service serves)."""
+    passed_runs: list[dict[str, dg.AssetCheckEvaluation]] = []
+    for key in BLOCKING_CHECKS:
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=50, status={AssetCheckExecutionRecordStatus.SUCCEEDED})
+        passed_runs.append({r.run_id: r.event.asset_check_evaluation for r in history if r.event})
+    candidates = set.intersection(*(set(runs) for runs in passed_runs))
+    promotion = passed_runs[-1]
+    for run_id in sorted(candidates, key=lambda r: instance.get_run_record_by_id(r).create_timestamp, reverse=True):
+        uri = promotion[run_id].metadata.get("model_uri")
+        if uri is not None and uri.value:
+            return str(uri.value)
+    return None
 
 
 def _report_dir() -> Path:

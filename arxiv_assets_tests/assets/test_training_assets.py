@@ -10,7 +10,13 @@ import pytest
 
 from arxiv_assets.assets.baseline import tfidf_baseline
 from arxiv_assets.assets.data import pairs, raw_papers, splits
-from arxiv_assets.assets.evaluation import BEATS_BASELINES, F1_AT_LEAST_TFIDF, evaluation
+from arxiv_assets.assets.evaluation import (
+    BEATS_BASELINES,
+    BEATS_SERVED,
+    F1_AT_LEAST_TFIDF,
+    evaluation,
+    served_model_uri,
+)
 from arxiv_assets.assets.training import model
 from arxiv_assets.ml.embedding import ModelLoadError, encode, load_model
 from arxiv_assets.resources.artifact_store import ArtifactIOManager, ArtifactStore
@@ -59,12 +65,20 @@ def test_evaluation_reports_all_three_systems_on_the_same_test_split(smoke_model
     assert ir["subject_retrieval"]["micro"]["base"]["P@10"] > chance + 0.1
 
 
-def _store_with_model(smoke_model: SmokeModel, tmp_path: Path, model_dir: Path) -> str:
-    """A store holding the smoke graph's splits and baseline, and ``model_dir`` as the model."""
+def _store_with_model(smoke_model: SmokeModel, tmp_path: Path, model_dir: Path,
+                      instance: dg.DagsterInstance | None = None) -> str:
+    """A store holding the smoke graph's splits and baseline, and ``model_dir`` as the newest model.
+
+    With an ``instance``, the model is also recorded there as materialized (a runless event, as an
+    external training job would report it), so the evaluation knows which model version it scores.
+    """
     source, target = smoke_model.artifacts.store, ArtifactStore(str(tmp_path / "store"))
     for key in ("splits", "tfidf_baseline"):
-        target.publish(key, source.load_latest(key))
-    target.publish("model", model_dir)
+        if not target.exists(key):
+            target.publish(key, source.load_latest(key))
+    uri = target.publish("model", model_dir)
+    if instance is not None:
+        instance.report_runless_asset_event(dg.AssetMaterialization("model", metadata={"uri": uri}))
     return str(tmp_path / "store")
 
 
@@ -77,20 +91,36 @@ def _random_model(smoke_model: SmokeModel, tmp_path: Path) -> Path:
     return tmp_path / "random-model"
 
 
-def test_checks_fail_and_block_downstream_for_a_worse_model(smoke_model: SmokeModel, tmp_path: Path) -> None:
-    base_uri = _store_with_model(smoke_model, tmp_path, _random_model(smoke_model, tmp_path))
+def _evaluate(base_uri: str, instance: dg.DagsterInstance, **margins: float) -> dg.ExecuteInProcessResult:
     config = smoke_run_config("evaluation")
-    config.ops["evaluation"]["config"] |= {"min_p10_margin": 0.0, "min_f1_margin": 0.0}
-    result = dg.materialize(
-        GRAPH, selection=[evaluation], raise_on_error=False, run_config=config,
+    config.ops["evaluation"]["config"] |= margins
+    return dg.materialize(
+        GRAPH, selection=[evaluation], raise_on_error=False, run_config=config, instance=instance,
         resources={"io_manager": ArtifactIOManager(base_uri=base_uri), "paper_source": PaperSource()},
     )
-    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_a_worse_model_fails_every_blocking_check_and_is_not_promoted(smoke_model: SmokeModel,
+                                                                       tmp_path: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    good = shutil.copytree(smoke_model.model_dir, tmp_path / "good-model")
+    first = _evaluate(_store_with_model(smoke_model, tmp_path, good, instance), instance)
+    assert first.success  # smoke margins: the first model is promoted (nothing served yet)
+    served = served_model_uri(instance)
+    assert served is not None and served.endswith(ArtifactStore(str(tmp_path / "store")).versions("model")[-1])
+
+    worse = _random_model(smoke_model, tmp_path)
+    second = _evaluate(_store_with_model(smoke_model, tmp_path, worse, instance), instance,
+                       min_p10_margin=0.0, min_f1_margin=0.0)
+    checks = {e.check_name: e for e in second.get_asset_check_evaluations()}
     assert not checks[BEATS_BASELINES].passed
     assert not checks[F1_AT_LEAST_TFIDF].passed
-    assert checks[BEATS_BASELINES].metadata["P@10 fine-tuned"].value < checks[BEATS_BASELINES].metadata[
-        "P@10 base"].value
-    assert not result.success  # blocking: nothing downstream of the metrics runs from this model
+    assert not checks[BEATS_SERVED].passed
+    promotion = {k: v.value for k, v in checks[BEATS_SERVED].metadata.items()}
+    assert promotion["served_model_uri"] == served
+    assert promotion["P@10 fine-tuned"] < promotion["P@10 served"]
+    assert not second.success  # blocking: nothing downstream of the metrics is built from this model
+    assert served_model_uri(instance) == served  # the service keeps the old model
 
 
 def test_corrupt_model_directory_gives_a_clear_error(smoke_model: SmokeModel, tmp_path: Path) -> None:
