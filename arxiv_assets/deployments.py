@@ -2,19 +2,33 @@
 
 Nothing in an asset knows where it runs: assets ask for resources by key, and this module is the
 only place that decides what those keys mean.
+
+- ``local`` (default): artifacts on the local disk, papers from the bundled sample, Dagster's default
+  executor (one process per step).
+- ``prod`` (GKE): artifacts in ``gs://$ARXIV_GCS_BUCKET/$ARXIV_GCS_PREFIX``, papers from the arXiv API,
+  every step its own Kubernetes Job (``k8s_job_executor``; GPU steps ask for a GPU through their
+  op tags, see ``arxiv_assets/k8s.py``). Schedules and the automation sensor start switched on.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
+
 from arxiv_assets.resources.artifact_store import ArtifactIOManager
+from arxiv_assets.resources.gcs import GCSArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
 
 DEPLOYMENT_ENV_VAR = "DAGSTER_DEPLOYMENT"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Read when a run starts (dg.EnvVar), never baked into code or shown in the UI.
+GCS_BUCKET_ENV_VAR = "ARXIV_GCS_BUCKET"
+GCS_PREFIX_ENV_VAR = "ARXIV_GCS_PREFIX"
 
 
 def local_artifacts_uri() -> str:
@@ -30,9 +44,39 @@ def local_resources() -> dict[str, Any]:
     }
 
 
-RESOURCES_BY_DEPLOYMENT = {
+def prod_resources() -> dict[str, Any]:
+    return {
+        # Tables as parquet, datasets and models as directories of files: all under one bucket prefix.
+        # keep_versions: how far back a served model can be rolled back (docs/production.md).
+        "io_manager": GCSArtifactIOManager(bucket=dg.EnvVar(GCS_BUCKET_ENV_VAR), prefix=dg.EnvVar(GCS_PREFIX_ENV_VAR),
+                                           keep_versions=10),
+        "paper_source": PaperSource(kind="arxiv_api"),
+    }
+
+
+def local_executor() -> dg.ExecutorDefinition | None:
+    return None  # Dagster's default: multiprocess, one process per step
+
+
+def prod_executor() -> dg.ExecutorDefinition:
+    from dagster_k8s import k8s_job_executor  # imported only where it is used: it pulls in the k8s client
+
+    from arxiv_assets.k8s import K8S_EXECUTOR_CONFIG
+
+    return k8s_job_executor.configured(K8S_EXECUTOR_CONFIG, name="k8s_job_executor")
+
+
+RESOURCES_BY_DEPLOYMENT: dict[str, Callable[[], dict[str, Any]]] = {
     "local": local_resources,
+    "prod": prod_resources,
 }
+EXECUTOR_BY_DEPLOYMENT: dict[str, Callable[[], dg.ExecutorDefinition | None]] = {
+    "local": local_executor,
+    "prod": prod_executor,
+}
+# Whether schedules and the automation sensor run as soon as the code location loads. Locally they
+# start stopped, so `dagster dev` never retrains behind a newcomer's back.
+AUTOMATION_ON_BY_DEFAULT = {"local": False, "prod": True}
 
 
 def current_deployment() -> str:
@@ -44,3 +88,11 @@ def current_deployment() -> str:
 
 def resources_for(deployment: str | None = None) -> dict[str, Any]:
     return RESOURCES_BY_DEPLOYMENT[deployment or current_deployment()]()
+
+
+def executor_for(deployment: str | None = None) -> dg.ExecutorDefinition | None:
+    return EXECUTOR_BY_DEPLOYMENT[deployment or current_deployment()]()
+
+
+def automation_on_by_default(deployment: str | None = None) -> bool:
+    return AUTOMATION_ON_BY_DEFAULT[deployment or current_deployment()]

@@ -45,7 +45,12 @@ class ArtifactStore:
 
     def __init__(self, base_uri: str, storage_options: dict[str, Any] | None = None, keep_versions: int = 3,
                  cache_dir: str | None = None) -> None:
-        self.fs, root = fsspec.core.url_to_fs(base_uri, **(storage_options or {}))
+        options = dict(storage_options or {})
+        if "://" in base_uri and not base_uri.startswith("file://"):
+            # gcsfs caches listings forever by default (and fsspec shares one instance per process), so
+            # versions written by another pod would stay invisible; list the bucket afresh every time.
+            options.setdefault("use_listings_cache", False)
+        self.fs, root = fsspec.core.url_to_fs(base_uri, **options)
         self.root = root.rstrip("/")
         self.protocol = base_uri.split("://", 1)[0] if "://" in base_uri else "file"
         self.keep_versions = keep_versions
@@ -231,3 +236,8 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
             context.log.info(f"{asset_key.to_user_string()}: {len(loaded)} partition(s) loaded, "
                              f"{missing} not materialized yet")
         return loaded
+
+
+def local_payload_of(version_uri: str, storage_options: dict[str, Any] | None = None) -> Path:
+    """A local path to the payload of a version given by its full URI (as recorded in metadata)."""
+    return ArtifactStore(version_uri.rsplit("/versions/", 1)[0], storage_options).local_payload(version_uri)

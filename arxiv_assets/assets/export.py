@@ -1,0 +1,203 @@
+"""onnx_model and faiss_index: what the service loads, each gated by blocking checks.
+
+The service (``serving/``) serves the newest materialization whose blocking checks passed, so a
+failed parity or recall check here keeps a bad export or index out of production without anyone
+deleting files.
+"""
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from arxiv_assets.ml.embedding import encode, load_model
+from arxiv_assets.ml.export import (
+    DEFAULT_QUANTIZED_OPERATORS,
+    REFERENCE_VARIANT,
+    ParityStats,
+    export_onnx,
+    load_variant,
+    model_fingerprint,
+    timed_encode,
+)
+from arxiv_assets.ml.hardware import best_device
+from arxiv_assets.ml.index import HnswOptions, paper_index, recall_at_k
+from arxiv_assets.ml.metrics import subject_retrieval
+from arxiv_assets.ml.text import paper_texts
+
+from .reporting import markdown_table
+
+ONNX_CHECKS = {
+    "onnx_fp32_parity": "every parity text's fp32 ONNX embedding has cosine >= min_cosine_fp32 to PyTorch",
+    "onnx_int8_parity": "every parity text's int8 ONNX embedding has cosine >= min_cosine_int8 to PyTorch",
+    "onnx_int8_p_at_10": "int8 ONNX subject-retrieval P@10 is within max_p10_diff_points of PyTorch's",
+}
+ONNX_VARIANTS_MEASURED = (REFERENCE_VARIANT, "onnx-fp32", "onnx-int8")
+
+
+class OnnxModelConfig(dg.Config):
+    parity_texts: int = 256  # real test-split papers, round-robin over subjects
+    batch_size: int = 32
+    threads: int | None = None  # intra-op threads for every variant; None: the runtimes' defaults
+    quantization_target: Literal["auto", "arm64", "avx2", "avx512", "avx512_vnni"] = "auto"  # auto: this CPU's
+    quantized_operators: list[str] = list(DEFAULT_QUANTIZED_OPERATORS)
+    min_cosine_fp32: float = 0.999
+    min_cosine_int8: float = 0.98
+    max_p10_diff_points: float = 1.0
+
+
+def parity_sample(splits: pd.DataFrame, n: int) -> pd.DataFrame:
+    """``n`` test papers taken round-robin over subjects (so subject retrieval has something to find)."""
+    test = splits[splits["split"] == "test"].sort_values(["primary_subject", "id"])
+    if test.empty:
+        raise dg.Failure("the splits have no test papers to check the ONNX export on")
+    ranked = test.assign(_turn=test.groupby("primary_subject").cumcount())
+    return ranked.sort_values(["_turn", "primary_subject", "id"]).head(n).drop(columns="_turn").reset_index(drop=True)
+
+
+# Built only from an evaluated model: the blocking checks on these (beats baselines, beats the served
+# model) stop the export and the index in the same run and, through automation, in later ones.
+PROMOTION_GATE = ["ir_metrics", "classifier_metrics"]
+
+
+def _upstream_run_id(context: dg.AssetExecutionContext, key: str) -> str | None:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
+    return event.run_id if event else None
+
+
+@dg.asset(
+    group_name="deployment",
+    kinds={"onnx"},
+    deps=PROMOTION_GATE,
+    check_specs=[dg.AssetCheckSpec(name, asset="onnx_model", blocking=True, description=description)
+                 for name, description in ONNX_CHECKS.items()],
+)
+def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, model: Path, splits: pd.DataFrame):
+    """The model exported to ONNX (fp32) and dynamically quantized to int8 for this CPU, next to its
+    PyTorch weights; every variant's embeddings, P@10 and speed measured on real test papers."""
+    sample = parity_sample(splits, config.parity_texts)
+    texts, subjects = paper_texts(sample), sample["primary_subject"].tolist()
+    out_dir = Path(tempfile.mkdtemp(prefix="onnx-model-"))  # the IO manager stores it, then deletes it
+    target = None if config.quantization_target == "auto" else config.quantization_target
+    export = export_onnx(model, out_dir, target=target,
+                         quantized_operators=config.quantized_operators)
+    context.log.info(f"exported {out_dir} in {export.export_seconds:.1f}s (int8 config {export.quantization_target})")
+
+    vectors: dict[str, np.ndarray] = {}
+    rows: dict[str, dict[str, float]] = {}
+    for variant in ONNX_VARIANTS_MEASURED:
+        encoder = load_variant(out_dir, variant, threads=config.threads)
+        vectors[variant], texts_per_s = timed_encode(encoder, variant, texts, config.batch_size)
+        max_seq_length = int(encoder.max_seq_length)
+        del encoder
+        rows[variant] = {"texts_per_s": texts_per_s,
+                         "P@10": subject_retrieval(vectors[variant], subjects).micro["P@10"]}
+        context.log.info(f"{variant}: {texts_per_s:.1f} texts/s, P@10 {rows[variant]['P@10']:.4f}")
+    reference = vectors[REFERENCE_VARIANT]
+    parity = {v: ParityStats.of(reference, vectors[v]) for v in ONNX_VARIANTS_MEASURED}
+    sizes = export.file_sizes()
+    for variant, row in rows.items():
+        row.update(min_cosine=parity[variant].min_cosine, mean_cosine=parity[variant].mean_cosine,
+                   speedup=row["texts_per_s"] / rows[REFERENCE_VARIANT]["texts_per_s"], mb=sizes[variant] / 2**20)
+    p10_diff_points = 100 * (rows["onnx-int8"]["P@10"] - rows[REFERENCE_VARIANT]["P@10"])
+
+    yield dg.Output(out_dir, metadata={
+        "variants": markdown_table(pd.DataFrame(rows).T, floatfmt=".4f"),
+        **{f"{v}_texts_per_s": round(row["texts_per_s"], 2) for v, row in rows.items()},
+        **{f"{v}_bytes": sizes[v] for v in ONNX_VARIANTS_MEASURED},
+        "quantization_target": export.quantization_target,
+        "quantized_operators": dg.MetadataValue.json(list(export.quantized_operators)),
+        "activation_matmuls_kept_fp32": export.excluded_nodes,
+        "parity_texts": len(texts),
+        "export_seconds": export.export_seconds,
+        "source_model_fingerprint": export.source_fingerprint,
+        "source_model_run_id": _upstream_run_id(context, "model") or "",
+        "max_seq_length": max_seq_length,
+    })
+    thresholds = {"onnx-fp32": config.min_cosine_fp32, "onnx-int8": config.min_cosine_int8}
+    for check_name, variant in (("onnx_fp32_parity", "onnx-fp32"), ("onnx_int8_parity", "onnx-int8")):
+        stats = parity[variant]
+        yield dg.AssetCheckResult(
+            check_name=check_name, passed=stats.min_cosine >= thresholds[variant],
+            metadata={"min_cosine": stats.min_cosine, "p1_cosine": stats.p1_cosine, "mean_cosine": stats.mean_cosine,
+                      "threshold": thresholds[variant], "texts": len(texts)},
+        )
+    yield dg.AssetCheckResult(
+        check_name="onnx_int8_p_at_10", passed=abs(p10_diff_points) <= config.max_p10_diff_points,
+        metadata={"torch_fp32_P@10": rows[REFERENCE_VARIANT]["P@10"], "onnx_int8_P@10": rows["onnx-int8"]["P@10"],
+                  "diff_points": p10_diff_points, "max_diff_points": config.max_p10_diff_points},
+    )
+
+
+class FaissIndexConfig(dg.Config):
+    kind: Literal["flat", "hnsw"] = "flat"  # flat: exact IndexFlatIP; hnsw: approximate, recall checked
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+    min_recall_at_10: float = 0.95  # the blocking bar for an approximate index
+    recall_queries: int = 1000
+    splits_to_index: list[str] = ["train", "eval", "test"]
+    batch_size: int = 64
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 only where the hardware is fast at it
+
+
+@dg.asset(
+    group_name="deployment",
+    kinds={"faiss"},
+    deps=PROMOTION_GATE,
+    check_specs=[dg.AssetCheckSpec("ann_recall_at_10", asset="faiss_index", blocking=True,
+                                   description="recall@10 of the index against exact search >= min_recall_at_10 "
+                                               "(1.0 by construction for the exact flat index)")],
+)
+def faiss_index(context: dg.AssetExecutionContext, config: FaissIndexConfig, model: Path, splits: pd.DataFrame):
+    """Every paper of the chosen splits embedded by the model and indexed for /search, with an
+    id/title/subject sidecar and the fingerprint of the model that embedded it."""
+    from arxiv_assets.ml.embedding import default_precision
+
+    papers = splits[splits["split"].isin(config.splits_to_index)].reset_index(drop=True)
+    if papers.empty:
+        raise dg.Failure(f"no papers in splits {config.splits_to_index} to index")
+    device = best_device()
+    precision = default_precision(device) if config.precision == "auto" else config.precision
+    encoder = load_model(model, device=device)
+    started = time.perf_counter()
+    vectors = encode(encoder, paper_texts(papers), batch_size=config.batch_size, precision=precision)
+    encode_seconds = time.perf_counter() - started
+    context.log.info(f"embedded {len(papers)} papers in {encode_seconds:.0f}s on {device} ({precision})")
+
+    started = time.perf_counter()
+    hnsw = HnswOptions(config.hnsw_m, config.hnsw_ef_construction, config.hnsw_ef_search)
+    built = paper_index(vectors, papers, kind=config.kind, hnsw=hnsw, model_fingerprint=model_fingerprint(model),
+                        source_model_run_id=_upstream_run_id(context, "model") or "")
+    build_seconds = time.perf_counter() - started
+    query_rows = np.random.default_rng(0).choice(len(papers), size=min(config.recall_queries, len(papers)),
+                                                 replace=False)
+    recall = recall_at_k(built.index, vectors, query_rows, k=10) if len(papers) > 10 else 1.0
+    out_dir = built.save(Path(tempfile.mkdtemp(prefix="faiss-index-")))  # stored, then deleted by the IO manager
+    index_bytes = sum(p.stat().st_size for p in out_dir.iterdir())
+
+    yield dg.Output(out_dir, metadata={
+        "dagster/row_count": len(papers),
+        "vectors": len(built),
+        "dim": built.dim,
+        "kind": config.kind,
+        "recall_at_10": recall,
+        "encode_seconds": round(encode_seconds, 2),
+        "encode_texts_per_s": round(len(papers) / max(encode_seconds, 1e-9), 2),
+        "build_seconds": round(build_seconds, 3),
+        "bytes": index_bytes,
+        "precision": precision,
+        "device": device,
+        "model_fingerprint": built.meta["model_fingerprint"],
+        "splits_indexed": dg.MetadataValue.json(config.splits_to_index),
+    })
+    yield dg.AssetCheckResult(
+        check_name="ann_recall_at_10",
+        passed=recall >= config.min_recall_at_10,
+        metadata={"recall_at_10": recall, "threshold": config.min_recall_at_10, "kind": config.kind,
+                  "queries": len(query_rows)},
+    )

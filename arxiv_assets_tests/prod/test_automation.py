@@ -1,0 +1,113 @@
+"""The monthly schedule and the automation conditions of ``defs``, evaluated by Dagster's own code.
+
+Months are really materialized (bundled sample, temporary artifact directory); the conditions are
+evaluated tick after tick with ``dg.evaluate_automation_conditions`` and its cursor, as the
+automation sensor does. The retrain run itself (and the tick after it) is exercised against the GCS
+emulator in ``test_gcs_deployment.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+from arxiv_assets import automation
+from arxiv_assets.definitions import ALL_ASSETS, defs
+from arxiv_assets.resources.artifact_store import ArtifactIOManager
+from arxiv_assets.resources.paper_source import PaperSource
+from arxiv_assets_tests.conftest import partition_range_tags
+
+RAW = dg.AssetKey("raw_papers")
+
+
+def downstream_keys() -> set[dg.AssetKey]:
+    return automation.DOWNSTREAM_OF_RAW_PAPERS.resolve(defs.resolve_asset_graph())
+
+
+def requested(result) -> dict[str, int]:
+    keys = defs.resolve_asset_graph().get_all_asset_keys()
+    return {key.to_user_string(): result.get_num_requested(key) for key in keys if result.get_num_requested(key)}
+
+
+def schedule_run_request(when: datetime) -> dg.RunRequest:
+    schedule = defs.resolve_schedule_def("raw_papers_monthly")
+    with dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def()) as ctx:
+        (run_request,) = schedule.evaluate_tick(ctx).run_requests
+    return run_request
+
+
+@pytest.fixture
+def resources(tmp_path) -> dict:
+    return {"io_manager": ArtifactIOManager(base_uri=str(tmp_path / "artifacts")), "paper_source": PaperSource()}
+
+
+def test_every_downstream_asset_has_the_retrain_condition():
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    assert specs[RAW].automation_condition is None  # the schedule loads months, nothing else
+    assert downstream_keys() == set(specs) - {RAW}
+    for key in downstream_keys():
+        assert specs[key].automation_condition is not None, key
+    assert any(specs[k].automation_condition.get_label() == "retrain_on_new_data" for k in downstream_keys())
+
+
+def test_schedule_materializes_the_month_that_just_closed():
+    run_request = schedule_run_request(datetime(2025, 7, 1, 6, 0, tzinfo=UTC))
+    assert run_request.partition_key == "2025-06-01"
+    assert defs.resolve_schedule_def("raw_papers_monthly").cron_schedule == "0 6 1 * *"
+    assert defs.resolve_schedule_def("raw_papers_monthly").job_name == automation.raw_papers_job.name
+
+
+def test_automation_is_off_locally_and_on_in_prod():
+    assert {s.default_status for s in automation.schedules(running=False)} == {dg.DefaultScheduleStatus.STOPPED}
+    assert {s.default_status for s in automation.schedules(running=True)} == {dg.DefaultScheduleStatus.RUNNING}
+    assert {s.default_status for s in automation.sensors(running=True)} == {dg.DefaultSensorStatus.RUNNING}
+
+
+def test_a_new_month_requests_one_retrain_then_nothing(resources):
+    instance = dg.DagsterInstance.ephemeral()
+    history = dg.materialize(ALL_ASSETS, selection=[RAW], resources=resources, instance=instance,
+                             tags=partition_range_tags("2025-04-01", "2025-05-01"))
+    assert history.success
+
+    # The sensor is switched on with history already loaded: no new data since, nothing to do.
+    # (Months that were never loaded, 2025-03 and 2025-07 onwards, block nothing.)
+    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert requested(tick) == {}
+
+    # The schedule's run for the month that closed...
+    run_request = schedule_run_request(datetime(2025, 7, 1, 6, 0, tzinfo=UTC))
+    month = dg.materialize(ALL_ASSETS, selection=[RAW], resources=resources, instance=instance,
+                           partition_key=run_request.partition_key, tags=run_request.tags)
+    assert month.success
+
+    # ...makes the next tick request every downstream asset once, in that one tick (one run's worth)...
+    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+    assert requested(tick) == {key.to_user_string(): 1 for key in downstream_keys()}
+
+    # ...and the ticks after it request nothing: no retrain on every tick.
+    for _ in range(2):
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        assert requested(tick) == {}
+
+    # Reloading a month that is already there (a manual re-run) is new data too: one more retrain.
+    again = dg.materialize(ALL_ASSETS, selection=[RAW], resources=resources, instance=instance,
+                           partition_key="2025-04-01")
+    assert again.success
+    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+    assert requested(tick) == {key.to_user_string(): 1 for key in downstream_keys()}
+
+
+SERVED = {dg.AssetKey("onnx_model"), dg.AssetKey("faiss_index")}  # what the service loads
+
+
+def test_promotion_gate_holds_back_the_served_artifacts():
+    """A model that fails a blocking evaluation check must be neither exported nor indexed. Dagster enforces
+    that only downstream of the check's asset: inside a run (steps after a failed blocking check are
+    skipped) and across runs (RETRAIN_ON_NEW_DATA's all_deps_blocking_checks_passed)."""
+    graph = defs.resolve_asset_graph()
+    gated = {key.asset_key for key in graph.asset_check_keys
+             if graph.get_check_spec(key).blocking and key.asset_key not in SERVED}
+    assert gated, "no blocking check guards the model"
+    assert dg.AssetSelection.assets(*gated).downstream(include_self=False).resolve(graph) >= SERVED

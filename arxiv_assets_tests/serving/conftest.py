@@ -1,0 +1,99 @@
+"""Real models, real exports, real Dagster materializations for the service tests.
+
+* ``model_dir``: a copy of the bundled all-MiniLM-L6-v2 (a real Sentence Transformers directory).
+* ``onnx_dir``: that model exported by ``arxiv_assets.ml.export.export_onnx`` (fp32 + int8), once per session.
+* ``index_dir``: a real FAISS index of real bundled papers embedded by ``model_dir``.
+* ``materialize_artifact``: records a directory as a materialization of an asset key (``model``,
+  ``onnx_model``, ``faiss_index``) in a Dagster instance through the project's ``ArtifactIOManager``,
+  with a blocking check that passes or fails — exactly what the service reads.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, encode, load_model, resolve_model_source
+from arxiv_assets.ml.export import export_onnx, model_fingerprint
+from arxiv_assets.ml.index import paper_index
+from arxiv_assets.ml.text import paper_texts
+from arxiv_assets.resources.artifact_store import ArtifactIOManager
+from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
+
+SHORT_TEXTS = ["Graph neural networks for molecules", "Dark matter halos in dwarf galaxies",
+               "A proof of the twin prime conjecture", "Reinforcement learning for robot grasping"]
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("models") / "minilm"
+    shutil.copytree(resolve_model_source(BUNDLED_BASE_MODEL), target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def onnx_dir(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
+    return export_onnx(model_dir, tmp_path_factory.mktemp("exports") / "minilm-onnx").directory
+
+
+@pytest.fixture(scope="session")
+def index_papers() -> pd.DataFrame:
+    """24 real papers, 4 per subject from 6 subjects, shortened so embedding them is quick."""
+    papers = pd.read_parquet(BUNDLED_SAMPLE)
+    subjects = papers["primary_subject"].value_counts().index[:6]
+    chosen = papers[papers["primary_subject"].isin(subjects)].sort_values("id").groupby("primary_subject").head(4)
+    return chosen.assign(abstract=chosen["abstract"].str.slice(0, 300)).reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, index_papers: pd.DataFrame) -> Path:
+    vectors = encode(load_model(model_dir), paper_texts(index_papers))
+    built = paper_index(vectors, index_papers, model_fingerprint=model_fingerprint(model_dir))
+    return built.save(tmp_path_factory.mktemp("indexes") / "index")
+
+
+def materialize_artifact(instance: dg.DagsterInstance, base_uri: str, key: str, source: Path,
+                         passes: bool = True, metadata: dict | None = None) -> dg.ExecuteInProcessResult:
+    """Materialize ``key`` as a copy of the directory ``source``, with one blocking check that passes or not."""
+
+    @dg.asset(name=key, check_specs=[dg.AssetCheckSpec("fit_to_serve", asset=key, blocking=True)])
+    def artifact():
+        payload = Path(tempfile.mkdtemp(prefix="test-artifact-"))  # the IO manager deletes it once stored
+        shutil.copytree(source, payload, dirs_exist_ok=True)
+        yield dg.Output(payload, metadata=metadata or {})
+        yield dg.AssetCheckResult(check_name="fit_to_serve", passed=passes)
+
+    return dg.materialize([artifact], instance=instance, raise_on_error=False,
+                          resources={"io_manager": ArtifactIOManager(base_uri=base_uri)})
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture
+def instance(dagster_home: Path) -> dg.DagsterInstance:
+    """A persistent (SQLite) instance, the kind the service reads through DAGSTER_HOME."""
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        yield instance
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def own_embeddings(model_dir: Path, texts: list[str]) -> np.ndarray:
+    """What the model itself says, through sentence-transformers (PyTorch fp32)."""
+    return encode(load_model(model_dir), texts)

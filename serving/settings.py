@@ -1,0 +1,63 @@
+"""Every setting of the service, in one place, read from ``ARXIV_SERVING_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BackendName = Literal["auto", "onnx-int8", "onnx-fp32", "torch-fp32", "torch-bf16", "torch-fp16"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARXIV_SERVING_", env_file=None, extra="ignore")
+
+    # -- where the model comes from ----------------------------------------------------------
+    dagster_home: str | None = Field(
+        default=None, validation_alias=AliasChoices("ARXIV_SERVING_DAGSTER_HOME", "DAGSTER_HOME"),
+        description="Dagster instance whose materializations are served (DAGSTER_HOME by default).",
+    )
+    model_uri: str | None = Field(default=None, description="Serve this artifact version (onnx_model or model "
+                                  "URI, local or gs://) instead of the newest passing materialization.")
+    index_uri: str | None = Field(default=None, description="Likewise for the faiss_index used by /search.")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for gs:// URIs.")
+    poll_interval_s: float = Field(default=60.0, ge=0, description="How often to look for a newer passing "
+                                   "materialization; 0 turns polling off (POST /admin/reload still works).")
+    wait_for_model_on_startup: bool = Field(default=False, description="Block startup until the first load "
+                                            "finishes (otherwise /health is up at once and /ready says loading).")
+
+    # -- how it runs ---------------------------------------------------------------------------
+    backend: BackendName = Field(default="auto", description="auto: the fastest backend whose embeddings match "
+                                 "PyTorch fp32 on the probe texts, measured at load; or pin one.")
+    threads: int | None = Field(default=None, ge=1, description="Intra-op threads for inference; unset: 1 and "
+                                "all cores are both measured at load and the faster is kept.")
+    probe_texts: int = Field(default=8, ge=1, description="Real arXiv texts used to measure backends at load.")
+    min_cosine_fp32: float = 0.999
+    min_cosine_reduced: float = 0.98
+    served_model_name: str = Field(default="arxiv-embeddings", description="The `model` of the OpenAI API.")
+
+    # -- batching and back-pressure ------------------------------------------------------------
+    max_batch_size: int = Field(default=32, ge=1)
+    max_batch_tokens: int = Field(default=8192, ge=1, description="Padded tokens per batch (size x longest).")
+    batch_wait_ms: float = Field(default=5.0, ge=0, description="How long a batch waits for more texts.")
+    max_queue_texts: int = Field(default=512, ge=1, description="Texts waiting; beyond this requests get 429.")
+
+    # -- request limits ------------------------------------------------------------------------
+    max_texts: int = Field(default=128, ge=1, description="Texts (or documents) per request.")
+    max_chars: int = Field(default=20_000, ge=1, description="Characters per text.")
+    max_k: int = Field(default=100, ge=1, description="Largest k of /search and /find_similar.")
+
+    # -- access --------------------------------------------------------------------------------
+    api_token: SecretStr | None = Field(default=None, description="If set, every endpoint but /health needs "
+                                        "`Authorization: Bearer <token>`.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _queue_holds_a_request(self) -> Settings:
+        if self.max_queue_texts <= self.max_texts:  # /find_similar queues the query plus max_texts documents
+            raise ValueError(f"max_queue_texts ({self.max_queue_texts}) must exceed max_texts ({self.max_texts}), "
+                             f"or a full-size request could never be queued")
+        return self
