@@ -8,7 +8,6 @@ import os
 import resource
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +15,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from datasets import Dataset
-from sentence_transformers.base.sampler import DefaultBatchSampler
 
 from arxiv_assets.ml.embedding import load_model
 from arxiv_assets.ml.hardware import best_device, cpu_has_fast_bf16
@@ -62,45 +60,6 @@ class TrainResult:
     eval_metrics: dict[str, float]
     resumed_from: str | None = None
     wandb: dict[str, str] = field(default_factory=dict)
-
-
-class SubjectDistinctBatchSampler(DefaultBatchSampler):
-    """Batches in which no two pairs share a primary subject (read from the integer ``label`` column).
-
-    With MNRL every other pair in a batch is a negative. On arXiv, with ~18 subjects and cs.CV
-    dominant, a random batch of 32 is mostly same-subject "negatives", which teaches the model to
-    push apart exactly the papers it should pull together. Drawing each batch from distinct
-    subjects makes every in-batch negative a true negative; the batch size is therefore at most
-    the number of subjects. (A module-level class: the trainer pickles its arguments into checkpoints.)
-    """
-
-    def __init__(self, dataset: Dataset, batch_size: int, drop_last: bool, valid_label_columns: list[str] | None = None,
-                 generator: Any = None, seed: int = 0) -> None:
-        labels = np.asarray(dataset["label"])
-        self.by_subject = {int(s): np.flatnonzero(labels == s) for s in np.unique(labels)}
-        super().__init__(dataset, min(batch_size, len(self.by_subject)), drop_last, valid_label_columns, generator,
-                         seed)
-        self.epoch = 0
-        self._length = len(labels) // self.batch_size
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng(self.seed + self.epoch)
-        subjects = list(self.by_subject)
-        queues = {s: list(rng.permutation(rows)) for s, rows in self.by_subject.items()}
-        for _ in range(self._length):
-            batch = []
-            for i in rng.choice(len(subjects), size=self.batch_size, replace=False):
-                queue = queues[subjects[i]]
-                if not queue:  # a small subject ran out: reshuffle it rather than end the epoch early
-                    queue.extend(rng.permutation(self.by_subject[subjects[i]]))
-                batch.append(int(queue.pop()))
-            yield batch
 
 
 def token_length_percentiles(model, texts: list[str]) -> dict[str, int]:
@@ -213,6 +172,8 @@ def train(
 
     train_dataset = _training_columns(pairs, settings.loss, settings.seed)
     eval_dataset = _training_columns(eval_pairs, settings.loss, settings.seed)
+    from arxiv_assets.ml.sampling import SubjectDistinctBatchSampler
+
     sampler: Any
     if settings.loss == "mnrl_distinct_subjects":
         sampler = SubjectDistinctBatchSampler

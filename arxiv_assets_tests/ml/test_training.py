@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
+from arxiv_assets.ml.sampling import SubjectDistinctBatchSampler
 from arxiv_assets.ml.training import (
     LOSSES,
-    SubjectDistinctBatchSampler,
     _training_columns,
     choose_max_seq_length,
     last_complete_checkpoint,
