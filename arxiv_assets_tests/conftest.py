@@ -120,6 +120,9 @@ def write_papers(papers: pd.DataFrame, path: Path) -> str:
     return str(path)
 
 
+GRAPH_UP_TO_BASELINE = [raw_papers, splits, pairs, tfidf_baseline]
+
+
 @dataclass(frozen=True)
 class SmokeModel:
     """The smoke graph's ``model`` and ``evaluation`` (ir_metrics, classifier_metrics), materialized once."""
@@ -138,7 +141,7 @@ def smoke_model(smoke_artifacts: SmokeArtifacts) -> SmokeModel:
     from arxiv_assets.assets.training import model
 
     run = dg.materialize(
-        [raw_papers, splits, pairs, tfidf_baseline, model, evaluation], selection=[model, evaluation],
+        [*GRAPH_UP_TO_BASELINE, model, evaluation], selection=[model, evaluation],
         instance=smoke_artifacts.instance, resources=smoke_artifacts.resources,
         run_config=smoke_run_config("model", "evaluation"),
     )

@@ -55,6 +55,11 @@ class Resolution:
     notes: list[str] = field(default_factory=list)  # why newer materializations were passed over
 
 
+# A model has no checks of its own: its evaluation's blocking checks (beats baselines, beats the served
+# model) decide whether it may be served, when they ran in the same run as the training.
+GATED_BY: dict[str, tuple[str, ...]] = {"model": ("ir_metrics", "classifier_metrics")}
+
+
 def _metadata_text(value: Any) -> str:
     return str(getattr(value, "value", value))
 
@@ -101,10 +106,11 @@ class Resolver:
         events = instance.get_records_for_run(
             run_id, of_type={DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED, DagsterEventType.ASSET_CHECK_EVALUATION},
         ).records
+        judged_by = {asset_key.to_user_string(), *GATED_BY.get(asset_key.to_user_string(), ())}
         check_keys = {
             AssetCheckKey(data.asset_key, data.check_name)
             for data in (record.event_log_entry.dagster_event.event_specific_data for record in events)
-            if data.asset_key == asset_key
+            if data.asset_key.to_user_string() in judged_by
         }
         problems = []
         for check_key in sorted(check_keys, key=lambda k: k.name):
