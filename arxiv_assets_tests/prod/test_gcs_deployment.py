@@ -16,6 +16,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 from datasets import DatasetDict
+from fastapi.testclient import TestClient
 
 from arxiv_assets.definitions import ALL_ASSETS, defs
 from arxiv_assets.deployments import current_deployment, executor_for, resources_for
@@ -24,6 +25,8 @@ from arxiv_assets.resources.artifact_store import LATEST, MANIFEST, PAYLOAD, Art
 from arxiv_assets.resources.gcs import GCSArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
 from arxiv_assets_tests.conftest import partition_range_tags, run_error_text
+from serving.app import create_app
+from serving.settings import Settings
 
 from .conftest import GCSEmulator
 
@@ -123,3 +126,15 @@ def test_every_asset_lands_in_the_bucket(gcs_emulator: GCSEmulator, monkeypatch:
     # The IO manager reports the gs:// URI of what it wrote, so the UI links each materialization to it.
     model_event = downstream.asset_materializations_for_node("model")[0]
     assert model_event.metadata["uri"].value == store.latest_uri("model")
+
+    # The service serves straight from the bucket: the gs:// URIs the materializations recorded.
+    settings = Settings(dagster_home=str(tmp_path / "no-instance"), model_uri=store.latest_uri("model"),
+                        index_uri=store.latest_uri("faiss_index"), backend="torch-fp32", threads=1,
+                        poll_interval_s=0, wait_for_model_on_startup=True)
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/ready").json()
+        assert ready["model"]["uri"] == store.latest_uri("model")
+        embedded = client.post("/embed", json={"texts": ["Dark matter halos of dwarf galaxies"]})
+        assert embedded.status_code == 200 and len(embedded.json()["embeddings"][0]) == 384
+        hits = client.post("/search", json={"query": "galaxy rotation curves", "k": 3}).json()["results"]
+        assert len(hits) == 3 and set(splits["id"]) >= {hit["id"] for hit in hits}
