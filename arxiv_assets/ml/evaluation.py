@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from arxiv_assets.ml.embedding import Precision, encode
 from arxiv_assets.ml.metrics import (
     ClassificationReport,
     RetrievalReport,
+    Vectors,
     known_item_retrieval,
     linear_probe,
     subject_retrieval,
@@ -23,7 +24,7 @@ class ModelEvaluation:
     subject_retrieval: RetrievalReport
     known_item: RetrievalReport
     classification: ClassificationReport
-    test_vectors: np.ndarray  # for plots
+    test_vectors: Vectors  # for plots
 
 
 def probe_train_sample(train: pd.DataFrame, per_subject: int, seed: int = 0) -> pd.DataFrame:
@@ -32,20 +33,23 @@ def probe_train_sample(train: pd.DataFrame, per_subject: int, seed: int = 0) -> 
             .head(per_subject).reset_index(drop=True))
 
 
-def evaluate_model(model, probe_train: pd.DataFrame, test: pd.DataFrame, batch_size: int = 64,
-                   precision: Precision = "fp32", seed: int = 0) -> ModelEvaluation:
-    test_vectors = encode(model, paper_texts(test), batch_size, precision)
+def evaluate_encoder(encode_texts: Callable[[list[str]], Vectors], probe_train: pd.DataFrame, test: pd.DataFrame,
+                     seed: int = 0) -> ModelEvaluation:
+    """The evaluation every system gets, whatever turns texts into vectors (a model, TF-IDF, an export):
+    subject retrieval over the test papers, title -> own-abstract known-item retrieval, and a linear
+    probe fit on ``probe_train`` and scored on the test papers."""
+    test_vectors = encode_texts(paper_texts(test))
     subjects = test["primary_subject"].tolist()
     return ModelEvaluation(
         subject_retrieval=subject_retrieval(test_vectors, subjects),
-        known_item=known_item_retrieval(
-            encode(model, test["title"].tolist(), batch_size, precision),
-            encode(model, test["abstract"].tolist(), batch_size, precision),
-            test["id"].tolist(), subjects,
-        ),
-        classification=linear_probe(
-            encode(model, paper_texts(probe_train), batch_size, precision), probe_train["primary_subject"],
-            test_vectors, subjects, seed=seed,
-        ),
+        known_item=known_item_retrieval(encode_texts(test["title"].tolist()), encode_texts(test["abstract"].tolist()),
+                                        test["id"].tolist(), subjects),
+        classification=linear_probe(encode_texts(paper_texts(probe_train)), probe_train["primary_subject"],
+                                    test_vectors, subjects, seed=seed),
         test_vectors=test_vectors,
     )
+
+
+def evaluate_model(model, probe_train: pd.DataFrame, test: pd.DataFrame, batch_size: int = 64,
+                   precision: Precision = "fp32", seed: int = 0) -> ModelEvaluation:
+    return evaluate_encoder(lambda texts: encode(model, texts, batch_size, precision), probe_train, test, seed)

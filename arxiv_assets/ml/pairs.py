@@ -9,7 +9,7 @@ import pandas as pd
 from datasets import Dataset
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from arxiv_assets.ml.text import paper_text
+from arxiv_assets.ml.text import paper_text, paper_texts
 
 # Columns the trainer reads, in order. "subject" rides along for label-aware batching and reports;
 # the training code selects the text columns before handing the set to a loss.
@@ -64,7 +64,7 @@ def make_pairs(papers: pd.DataFrame, options: PairOptions) -> Dataset:
 
 def _hard_negatives(papers: pd.DataFrame, anchor_rows: np.ndarray, rng: np.random.Generator) -> list[str]:
     """For each anchor, one of the 5 TF-IDF-nearest papers of *another* subject."""
-    texts = [paper_text(t, a) for t, a in zip(papers["title"], papers["abstract"], strict=True)]
+    texts = paper_texts(papers)
     vectors = TfidfVectorizer(sublinear_tf=True, min_df=2, stop_words="english").fit_transform(texts)
     subjects = papers["primary_subject"].to_numpy()
     position = {row: i for i, row in enumerate(papers.index)}

@@ -7,12 +7,10 @@ from dataclasses import dataclass
 import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from arxiv_assets.ml.evaluation import evaluate_encoder
 from arxiv_assets.ml.metrics import (
     ClassificationReport,
     RetrievalReport,
-    known_item_retrieval,
-    linear_probe,
-    subject_retrieval,
 )
 from arxiv_assets.ml.text import paper_texts
 
@@ -31,18 +29,9 @@ def make_vectorizer() -> TfidfVectorizer:
 
 
 def evaluate_tfidf(train: pd.DataFrame, test: pd.DataFrame, seed: int = 0) -> TfidfEvaluation:
-    """Fit on the train split only (no test vocabulary leaks in), score on the test split."""
+    """Fit on the train split only (no test vocabulary leaks in), score on the test split; the linear
+    probe is fit on the whole train split (TF-IDF features cost nothing to compute)."""
     vectorizer = make_vectorizer().fit(paper_texts(train))
-    test_vectors = vectorizer.transform(paper_texts(test))
-    return TfidfEvaluation(
-        subject_retrieval=subject_retrieval(test_vectors, test["primary_subject"].tolist()),
-        known_item=known_item_retrieval(
-            vectorizer.transform(test["title"].tolist()), vectorizer.transform(test["abstract"].tolist()),
-            test["id"].tolist(), test["primary_subject"].tolist(),
-        ),
-        classification=linear_probe(
-            vectorizer.transform(paper_texts(train)), train["primary_subject"], test_vectors,
-            test["primary_subject"], seed=seed,
-        ),
-        vocabulary_size=len(vectorizer.vocabulary_),
-    )
+    result = evaluate_encoder(vectorizer.transform, train, test, seed=seed)
+    return TfidfEvaluation(subject_retrieval=result.subject_retrieval, known_item=result.known_item,
+                           classification=result.classification, vocabulary_size=len(vectorizer.vocabulary_))
