@@ -20,6 +20,7 @@ class SplitSettings:
     max_papers_per_subject: int | None = 1200
     eval_fraction: float = 0.1
     test_fraction: float = 0.15
+    probe_papers_per_subject: int | None = 100  # train papers every linear probe is fit on (None: all)
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,6 @@ class PairSettings:
 
 @dataclass(frozen=True)
 class EvalSettings:
-    probe_train_per_subject: int = 100  # papers per subject the linear probe is fit on
     batch_size: int = 64
     min_p10_margin: float = 0.05  # the fine-tuned model must beat base and TF-IDF P@10 by this much
     min_f1_margin: float = 0.0  # ...and TF-IDF + LR macro-F1 by this much
@@ -57,23 +57,23 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         splits=SplitSettings(min_papers_per_subject=150, max_papers_per_subject=60, eval_fraction=0.2,
-                             test_fraction=0.3),
+                             test_fraction=0.3, probe_papers_per_subject=20),
         pairs=PairSettings(train_pairs=64, eval_pairs=32),
         train=TrainSettings(max_steps=4, batch_size=16, max_seq_length_cap=64, checkpoint_steps=2,
                             eval_queries_per_subject=5),
         # A 4-step model on 64 pairs is not expected to beat anything: the smoke profile checks
         # that the graph runs, the default profile checks quality.
-        evaluation=EvalSettings(probe_train_per_subject=20, min_p10_margin=-1.0, min_f1_margin=-1.0),
+        evaluation=EvalSettings(min_p10_margin=-1.0, min_f1_margin=-1.0),
     ),
     # Minutes on a 2-core laptop CPU: every subject with enough papers to evaluate.
     "default": Profile(name="default"),
     # The seed project's size, for a GPU node: 100k train / 10k eval pairs, no per-subject cap.
     "gpu": Profile(
         name="gpu",
-        splits=SplitSettings(max_papers_per_subject=None),
+        splits=SplitSettings(max_papers_per_subject=None, probe_papers_per_subject=1000),
         pairs=PairSettings(train_pairs=100_000, eval_pairs=10_000, hard_negatives=True),
         train=TrainSettings(batch_size=128, max_seq_length_cap=256, checkpoint_steps=500),
-        evaluation=EvalSettings(probe_train_per_subject=1000, batch_size=256),
+        evaluation=EvalSettings(batch_size=256),
     ),
 }
 

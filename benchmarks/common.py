@@ -26,4 +26,5 @@ def profile_splits(profile: Profile) -> pd.DataFrame:
     s = profile.splits
     return make_splits(pd.read_parquet(BUNDLED_SAMPLE), min_papers_per_subject=s.min_papers_per_subject,
                        max_papers_per_subject=s.max_papers_per_subject, eval_fraction=s.eval_fraction,
-                       test_fraction=s.test_fraction).papers
+                       test_fraction=s.test_fraction,
+                       probe_papers_per_subject=s.probe_papers_per_subject).papers

@@ -1,10 +1,11 @@
 """Compare the training losses on the same pairs, scored on the same test papers.
 
-    python benchmarks/loss_comparison.py --pairs 600 --test-per-subject 60
+    python -m benchmarks.loss_comparison --pairs 500 --test-per-subject 50
 
 Every loss trains from the same base model on the same pairs (default profile's splits and pair
 settings), then the shared metric functions score subject retrieval and a linear probe on the
-same test papers; TF-IDF and the untrained base model are the reference rows.
+same test papers (the linear probe of every row is fit on the same labelled ``probe`` papers of the
+train split); TF-IDF and the untrained base model are the reference rows.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from arxiv_assets.ml.embedding import load_model
-from arxiv_assets.ml.evaluation import evaluate_model, probe_train_sample
+from arxiv_assets.ml.evaluation import evaluate_model, per_subject_sample
 from arxiv_assets.ml.pairs import PairOptions, make_pairs
 from arxiv_assets.ml.tfidf import evaluate_tfidf
 from arxiv_assets.ml.training import LOSSES, train
@@ -29,7 +30,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=600)
     parser.add_argument("--test-per-subject", type=int, default=60)
-    parser.add_argument("--probe-per-subject", type=int, default=60)
     parser.add_argument("--losses", nargs="+", default=list(LOSSES))
     parser.add_argument("--base-model", help="backbone to fine-tune (default: the profile's; a hub id or a path)")
     args = parser.parse_args()
@@ -37,8 +37,8 @@ def main() -> None:
     profile = get_profile("default")
     papers = profile_splits(profile)
     split = {s: papers[papers["split"] == s].reset_index(drop=True) for s in ("train", "eval", "test")}
-    test = probe_train_sample(split["test"], args.test_per_subject, seed=1)
-    probe = probe_train_sample(split["train"], args.probe_per_subject)
+    test = per_subject_sample(split["test"], args.test_per_subject, seed=1)
+    probe = split["train"][split["train"]["probe"]]
     options = PairOptions(n_pairs=args.pairs, title_abstract_fraction=profile.pairs.title_abstract_fraction,
                           seed=profile.pairs.seed)
     train_pairs = make_pairs(split["train"], options)

@@ -74,6 +74,7 @@ class SplitsConfig(dg.Config):
     max_papers_per_subject: int | None = ACTIVE.splits.max_papers_per_subject
     eval_fraction: float = ACTIVE.splits.eval_fraction
     test_fraction: float = ACTIVE.splits.test_fraction
+    probe_papers_per_subject: int | None = ACTIVE.splits.probe_papers_per_subject
 
 
 @dg.asset(group_name="data", kinds={"pandas", "parquet"})
@@ -87,6 +88,7 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, raw_papers: 
         max_papers_per_subject=config.max_papers_per_subject,
         eval_fraction=config.eval_fraction,
         test_fraction=config.test_fraction,
+        probe_papers_per_subject=config.probe_papers_per_subject,
     )
     if result.papers.empty:
         raise dg.Failure(f"no subject has {config.min_papers_per_subject} papers across months {sorted(months)}; "
@@ -99,6 +101,7 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, raw_papers: 
             "dagster/row_count": len(result.papers),
             "months": dg.MetadataValue.json(sorted(months)),
             **{f"{split}_papers": int(counts[split].sum()) for split in ("train", "eval", "test")},
+            "probe_papers": int(result.papers["probe"].sum()),
             "subjects": len(counts),
             "papers_per_subject_and_split": markdown_table(counts, floatfmt=".0f"),
             "dropped_subjects": dg.MetadataValue.json(result.dropped_subjects),

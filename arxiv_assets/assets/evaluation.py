@@ -16,7 +16,7 @@ import pandas as pd
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from arxiv_assets.ml.embedding import default_precision, load_model
-from arxiv_assets.ml.evaluation import ModelEvaluation, evaluate_model, probe_train_sample
+from arxiv_assets.ml.evaluation import ModelEvaluation, evaluate_model
 from arxiv_assets.ml.hardware import best_device
 from arxiv_assets.ml.plots import confusion_plot, projection_plot
 from arxiv_assets.profiles import ACTIVE
@@ -35,7 +35,6 @@ BLOCKING_CHECKS = (dg.AssetCheckKey(dg.AssetKey("ir_metrics"), BEATS_BASELINES),
 
 class EvalConfig(dg.Config):
     base_model: str = ACTIVE.train.base_model
-    probe_train_per_subject: int = EVAL_DEFAULTS.probe_train_per_subject
     batch_size: int = EVAL_DEFAULTS.batch_size
     min_p10_margin: float = EVAL_DEFAULTS.min_p10_margin
     min_f1_margin: float = EVAL_DEFAULTS.min_f1_margin
@@ -65,8 +64,8 @@ class EvalConfig(dg.Config):
 )
 def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, model: Path, splits: pd.DataFrame,
                tfidf_baseline: dict):
-    train, test = (splits[splits["split"] == s].reset_index(drop=True) for s in ("train", "test"))
-    probe_train = probe_train_sample(train, config.probe_train_per_subject)
+    test = splits[splits["split"] == "test"].reset_index(drop=True)
+    probe_train = splits[splits["probe"]].reset_index(drop=True)  # the papers TF-IDF's probe was fit on
     device = best_device()
     precision = default_precision(device)
     fine_tuned = load_model(model, device=device)
@@ -170,7 +169,8 @@ def _ir_report(results: dict[str, ModelEvaluation], tfidf: dict, test: pd.DataFr
 
 def _classifier_report(results: dict[str, ModelEvaluation], tfidf: dict):
     out = _report_dir()
-    scores = {name: r.classification.summary() for name, r in results.items()} | {"tfidf": tfidf["classification"]}
+    scores = {name: r.classification.summary() for name, r in results.items()} | {
+        "tfidf": tfidf["classification"], "tfidf (LR on all train)": tfidf["classification_all_train"]}
     per_class = pd.concat({name: r.classification.per_class[["precision", "recall", "f1-score"]]
                            for name, r in results.items()}, axis=1)
     (out / "metrics.json").write_text(json.dumps(

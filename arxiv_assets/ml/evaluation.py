@@ -27,9 +27,9 @@ class ModelEvaluation:
     test_vectors: Vectors  # for plots
 
 
-def probe_train_sample(train: pd.DataFrame, per_subject: int, seed: int = 0) -> pd.DataFrame:
-    """A per-subject sample of the train split to fit the linear probe on (encoding all of it costs minutes on CPU)."""
-    return (train.sample(frac=1.0, random_state=seed).groupby("primary_subject", group_keys=False)
+def per_subject_sample(papers: pd.DataFrame, per_subject: int, seed: int = 0) -> pd.DataFrame:
+    """Up to ``per_subject`` random papers of each subject (benchmarks score on such a sample to save CPU time)."""
+    return (papers.sample(frac=1.0, random_state=seed).groupby("primary_subject", group_keys=False)
             .head(per_subject).reset_index(drop=True))
 
 
@@ -37,7 +37,7 @@ def evaluate_encoder(encode_texts: Callable[[list[str]], Vectors], probe_train: 
                      seed: int = 0) -> ModelEvaluation:
     """The evaluation every system gets, whatever turns texts into vectors (a model, TF-IDF, an export):
     subject retrieval over the test papers, title -> own-abstract known-item retrieval, and a linear
-    probe fit on ``probe_train`` and scored on the test papers."""
+    probe fit on ``probe_train`` (the splits' ``probe`` papers) and scored on the test papers."""
     test_vectors = encode_texts(paper_texts(test))
     subjects = test["primary_subject"].tolist()
     return ModelEvaluation(

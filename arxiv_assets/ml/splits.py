@@ -27,7 +27,7 @@ def split_of(arxiv_id: str, eval_fraction: float, test_fraction: float, salt: st
 
 @dataclass(frozen=True)
 class SplitResult:
-    papers: pd.DataFrame  # the paper columns plus "split"
+    papers: pd.DataFrame  # the paper columns plus "split" and "probe"
     dropped_subjects: dict[str, int]  # subject -> papers it had, below the minimum
     capped_subjects: dict[str, int]  # subject -> papers it had before the cap
 
@@ -39,6 +39,7 @@ def make_splits(
     max_papers_per_subject: int | None,
     eval_fraction: float,
     test_fraction: float,
+    probe_papers_per_subject: int | None = None,
     salt: str = "arxiv-embeddings",
 ) -> SplitResult:
     """Assign every kept paper a split by a hash of its id.
@@ -48,12 +49,16 @@ def make_splits(
     from the split's), so the cap is a deterministic sample and a paper's split is the same
     whichever months are loaded: adding a month can drop a paper from a capped subject, never
     move it from test to train.
+
+    ``probe`` marks the labelled train papers every linear probe is fit on (``probe_papers_per_subject``
+    per subject, again chosen by an id hash; None: all of train). One set for TF-IDF and every model
+    keeps the classifier comparison fair when encoding all of train is too slow for a CPU run.
     """
     if not 0 < eval_fraction + test_fraction < 1:
         raise ValueError(f"eval_fraction + test_fraction must be in (0, 1), got {eval_fraction + test_fraction}")
     counts = papers["primary_subject"].value_counts()
     dropped = counts[counts < min_papers_per_subject]
-    kept = papers[~papers["primary_subject"].isin(dropped.index)].copy()
+    kept = papers[~papers["primary_subject"].isin(dropped.index)].reset_index(drop=True)
     capped: dict[str, int] = {}
     if max_papers_per_subject is not None:
         kept["_cap_rank"] = kept["id"].map(lambda i: id_fraction(i, salt + ":cap"))
@@ -62,6 +67,12 @@ def make_splits(
         capped = {str(s): int(n) for s, n in over.items()}
         kept = kept.groupby("primary_subject", group_keys=False).head(max_papers_per_subject).drop(columns="_cap_rank")
     kept["split"] = kept["id"].map(lambda i: split_of(i, eval_fraction, test_fraction, salt))
+    kept["probe"] = kept["split"] == "train"
+    if probe_papers_per_subject is not None:
+        train = kept[kept["probe"]]
+        rank = (train.assign(_rank=train["id"].map(lambda i: id_fraction(i, salt + ":probe")))
+                .sort_values("_rank").groupby("primary_subject").cumcount())
+        kept["probe"] = kept.index.isin(rank.index[rank < probe_papers_per_subject])
     kept = kept.sort_values(["split", "primary_subject", "id"]).reset_index(drop=True)
     return SplitResult(
         papers=kept,

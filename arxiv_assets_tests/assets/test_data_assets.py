@@ -118,8 +118,9 @@ def test_tfidf_baseline_contract(smoke_artifacts):
     for section in ("subject_retrieval", "known_item"):
         assert set(summary[section]) == {"micro", "macro"}
         assert all(0 <= v <= 1 for average in summary[section].values() for v in average.values())
-    assert set(summary["classification"]) == {"accuracy", "macro_f1"}
+    assert set(summary["classification"]) == set(summary["classification_all_train"]) == {"accuracy", "macro_f1"}
     table = smoke_artifacts.load("splits")
+    assert summary["probe_papers"] == int(table["probe"].sum()) == 20 * table["primary_subject"].nunique()
     assert summary["test_papers"] == int((table["split"] == "test").sum())
     assert summary["train_papers"] == int((table["split"] == "train").sum())
     assert set(summary["per_subject"]) == set(table["primary_subject"])

@@ -57,7 +57,7 @@ def test_evaluation_reports_all_three_systems_on_the_same_test_split(smoke_model
     assert (store.local_payload(store.latest_uri("ir_metrics")) / "projection.png").stat().st_size > 10_000
     clf_dir = store.local_payload(store.latest_uri("classifier_metrics"))
     clf = json.loads((clf_dir / "metrics.json").read_text())
-    assert set(clf["classification"]) == {"base", "fine-tuned", "tfidf"}
+    assert set(clf["classification"]) == {"base", "fine-tuned", "tfidf", "tfidf (LR on all train)"}
     assert (clf_dir / "confusion.png").exists()
     # the base model, untouched by training, retrieves far above chance on real papers
     subjects = smoke_model.artifacts.load("splits").query("split == 'test'")["primary_subject"]

@@ -78,7 +78,7 @@ def test_fractions_are_roughly_right_on_the_whole_sample(sample_papers):
 def test_columns_and_order(sample_papers):
     papers = months(sample_papers, "2025-06", "2025-06")
     result = make_splits(papers, **SETTINGS)
-    assert list(result.papers.columns) == [*papers.columns, "split"]
+    assert list(result.papers.columns) == [*papers.columns, "split", "probe"]
     assert set(result.papers["split"]) == set(SPLITS)
     assert result.papers["id"].is_unique
     assert result.papers.index.tolist() == list(range(len(result.papers)))
@@ -97,3 +97,19 @@ def test_impossible_fractions_are_refused(sample_papers, eval_fraction, test_fra
     with pytest.raises(ValueError, match="eval_fraction \\+ test_fraction must be in"):
         make_splits(sample_papers.head(50), min_papers_per_subject=1, max_papers_per_subject=None,
                     eval_fraction=eval_fraction, test_fraction=test_fraction)
+
+
+def test_probe_papers_are_a_stable_per_subject_sample_of_train(sample_papers):
+    papers = months(sample_papers, "2025-03", "2025-12")
+    result = make_splits(papers, **SETTINGS, probe_papers_per_subject=10).papers
+    probe = result[result["probe"]]
+    assert (probe["split"] == "train").all()
+    train_per_subject = result[result["split"] == "train"]["primary_subject"].value_counts()
+    expected = train_per_subject.clip(upper=10).sort_index()
+    assert probe["primary_subject"].value_counts().sort_index().equals(expected)
+    # Chosen by id hash: the same papers whatever order the rows arrive in.
+    again = make_splits(papers.sample(frac=1.0, random_state=5), **SETTINGS, probe_papers_per_subject=10).papers
+    assert set(again.loc[again["probe"], "id"]) == set(probe["id"])
+    # None: every train paper is a probe paper.
+    everything = make_splits(papers, **SETTINGS).papers
+    assert everything["probe"].equals(everything["split"] == "train")

@@ -13,7 +13,7 @@ SUBJECTS = ["cs.CV", "cs.CL", "astro-ph.GA", "astro-ph.CO", "gr-qc", "cs.RO"]
 def evaluation(sample_papers: pd.DataFrame):
     papers = sample_papers[sample_papers["primary_subject"].isin(SUBJECTS)]
     split = make_splits(papers, min_papers_per_subject=50, max_papers_per_subject=120, eval_fraction=0.1,
-                        test_fraction=0.3).papers
+                        test_fraction=0.3, probe_papers_per_subject=20).papers
     train = split[split["split"] == "train"].reset_index(drop=True)
     test = split[split["split"] == "test"].reset_index(drop=True)
     return train, test, evaluate_tfidf(train, test)
@@ -47,3 +47,12 @@ def test_beats_chance_by_a_margin(evaluation):
 def test_fit_on_train_only(evaluation):
     train, test, _ = evaluation
     assert set(train["id"]).isdisjoint(test["id"])
+
+
+def test_probe_on_the_probe_papers_and_on_all_train(evaluation):
+    train, test, result = evaluation
+    assert train["probe"].sum() == 20 * len(SUBJECTS) < len(train)
+    assert result.classification.per_class["support"].sum() == len(test)
+    # Six times the labelled papers: the all-train probe is at least as good, and both beat chance.
+    assert result.classification_all_train.accuracy >= result.classification.accuracy - 0.02
+    assert result.classification.accuracy > 1 / len(SUBJECTS) + 0.3
