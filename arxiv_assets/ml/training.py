@@ -32,7 +32,7 @@ class TrainSettings:
     epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides epochs (the smoke profile trains a few steps)
     batch_size: int = 32
-    learning_rate: float = 5e-5
+    learning_rate: float = 2e-4  # short CPU runs: 2e-4 beat 5e-5 (benchmarks/RESULTS.md)
     warmup_ratio: float = 0.1
     max_seq_length_cap: int = 128  # the chosen length is the token-length p90, rounded up, capped here
     seed: int = 42
@@ -121,7 +121,11 @@ def _loss(name: str, model, base_model_source: str, device: str):
     if name == "contrastive":
         return losses.ContrastiveLoss(model)
     if name == "batch_all_triplet":
-        return losses.BatchAllTripletLoss(model)
+        # The default margin (5, euclidean) never lets a triplet go inactive on unit-length embeddings
+        # (distances <= 2), so every same-subject pair is pulled together; a cosine margin only moves
+        # the triplets that are out of order.
+        return losses.BatchAllTripletLoss(
+            model, distance_metric=losses.BatchHardTripletLossDistanceFunction.cosine_distance, margin=0.2)
     raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
 
 
