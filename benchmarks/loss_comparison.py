@@ -19,7 +19,7 @@ import pandas as pd
 
 from arxiv_assets.ml.embedding import load_model
 from arxiv_assets.ml.evaluation import evaluate_model, per_subject_sample
-from arxiv_assets.ml.pairs import PairOptions, make_pairs
+from arxiv_assets.ml.pairs import make_pairs
 from arxiv_assets.ml.tfidf import evaluate_tfidf
 from arxiv_assets.ml.training import LOSSES, train
 from arxiv_assets.profiles import get_profile
@@ -31,6 +31,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=600)
     parser.add_argument("--test-per-subject", type=int, default=60)
     parser.add_argument("--losses", nargs="+", default=list(LOSSES))
+    parser.add_argument("--subject-fraction", type=float, default=get_profile("default").pairs.subject_fraction,
+                        help="share of (paper, subject name) pairs (0: paper->paper pairs as in session 1's table)")
+    parser.add_argument("--title-abstract-fraction", type=float,
+                        default=get_profile("default").pairs.title_abstract_fraction)
     parser.add_argument("--base-model", help="backbone to fine-tune (default: the profile's; a hub id or a path)")
     args = parser.parse_args()
 
@@ -39,8 +43,8 @@ def main() -> None:
     split = {s: papers[papers["split"] == s].reset_index(drop=True) for s in ("train", "eval", "test")}
     test = per_subject_sample(split["test"], args.test_per_subject, seed=1)
     probe = split["train"][split["train"]["probe"]]
-    options = PairOptions(n_pairs=args.pairs, title_abstract_fraction=profile.pairs.title_abstract_fraction,
-                          seed=profile.pairs.seed)
+    options = replace(profile.pairs.options(args.pairs), subject_fraction=args.subject_fraction,
+                      title_abstract_fraction=args.title_abstract_fraction)
     train_pairs = make_pairs(split["train"], options)
     eval_pairs = make_pairs(split["eval"], replace(options, n_pairs=100))
 
@@ -51,7 +55,9 @@ def main() -> None:
     base_settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=10_000,
                             base_model=args.base_model or profile.train.base_model)
     print(f"\n{machine_line()}")
-    print(f"{args.pairs} train pairs, seq {base_settings.max_seq_length_cap}, {len(test)} test papers "
+    print(f"{args.pairs} train pairs (subject share {args.subject_fraction}), train seq "
+          f"{base_settings.train_seq_length or base_settings.max_seq_length_cap}, encoding seq "
+          f"{base_settings.max_seq_length_cap}, {len(test)} test papers "
           f"({args.test_per_subject}/subject), probe fit on {len(probe)} train papers", flush=True)
     report(rows)
     base = load_model(base_settings.base_model, max_seq_length=base_settings.max_seq_length_cap)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from arxiv_assets.ml.pairs import PairOptions, make_pairs
+from arxiv_assets.ml.pairs import make_pairs
 from arxiv_assets.ml.training import train
 from arxiv_assets.profiles import get_profile
 from benchmarks.common import machine_line, profile_splits
@@ -34,9 +34,7 @@ def main() -> None:
     profile = get_profile(args.profile)
     papers = profile_splits(profile)
     pair_settings = profile.pairs
-    options = PairOptions(n_pairs=args.pairs or pair_settings.train_pairs,
-                          title_abstract_fraction=pair_settings.title_abstract_fraction,
-                          hard_negatives=pair_settings.hard_negatives, seed=pair_settings.seed)
+    options = pair_settings.options(args.pairs)
     train_split = papers[papers["split"] == "train"].reset_index(drop=True)
     eval_split = papers[papers["split"] == "eval"].reset_index(drop=True)
     train_pairs = make_pairs(train_split, options)
@@ -47,7 +45,7 @@ def main() -> None:
                    Path(tempfile.mkdtemp()), data_fingerprint="bench")
     row = {
         "profile": profile.name, "device": result.device, "precision": result.precision,
-        "loss": settings.loss, "seq": result.max_seq_length, "batch": settings.batch_size,
+        "loss": settings.loss, "train seq": result.train_seq_length, "batch": settings.batch_size,
         "pairs": len(train_pairs), "steps": result.steps, "pairs/s": round(result.samples_per_second, 2),
         "train s": round(result.train_seconds, 1), "peak memory MB": round(result.peak_memory_mb),
         "eval P@10": round(result.eval_metrics.get("eval_cosine_precision@10", float("nan")), 3),

@@ -4,6 +4,7 @@
 import dagster as dg
 import pandas as pd
 from datasets import DatasetDict
+from pydantic import Field
 
 from arxiv_assets.ml.pairs import PairOptions, make_pairs
 from arxiv_assets.ml.schema import find_problems, validate_papers
@@ -114,6 +115,8 @@ class PairsConfig(dg.Config):
     train_pairs: int = ACTIVE.pairs.train_pairs
     eval_pairs: int = ACTIVE.pairs.eval_pairs
     title_abstract_fraction: float = ACTIVE.pairs.title_abstract_fraction
+    subject_fraction: float = Field(default=ACTIVE.pairs.subject_fraction,
+                                    description="share of pairs that pair a paper with its subject's name")
     hard_negatives: bool = ACTIVE.pairs.hard_negatives
     seed: int = ACTIVE.pairs.seed
 
@@ -124,7 +127,8 @@ def pairs(context: dg.AssetExecutionContext, config: PairsConfig, splits: pd.Dat
     sets = {}
     for split, n_pairs in (("train", config.train_pairs), ("eval", config.eval_pairs)):
         options = PairOptions(n_pairs=n_pairs, title_abstract_fraction=config.title_abstract_fraction,
-                              hard_negatives=config.hard_negatives, seed=config.seed)
+                              subject_fraction=config.subject_fraction, hard_negatives=config.hard_negatives,
+                              seed=config.seed)
         sets[split] = make_pairs(splits[splits["split"] == split].reset_index(drop=True), options)
     dataset = DatasetDict(sets)
     subjects = pd.DataFrame({s: pd.Series(d["subject"]).value_counts() for s, d in dataset.items()}).fillna(0)

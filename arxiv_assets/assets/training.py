@@ -29,6 +29,9 @@ class TrainConfig(dg.Config):
     learning_rate: float = TRAIN_DEFAULTS.learning_rate
     warmup_ratio: float = TRAIN_DEFAULTS.warmup_ratio
     max_seq_length_cap: int = TRAIN_DEFAULTS.max_seq_length_cap
+    train_seq_length: int | None = Field(default=TRAIN_DEFAULTS.train_seq_length,
+                                         description="tokens each text is cut to while training (None: the "
+                                                     "model's max_seq_length)")
     seed: int = TRAIN_DEFAULTS.seed
     eval_queries_per_subject: int = TRAIN_DEFAULTS.eval_queries_per_subject
     checkpoint_steps: int = TRAIN_DEFAULTS.checkpoint_steps
@@ -61,6 +64,7 @@ def model(context: dg.AssetExecutionContext, config: TrainConfig, pairs: Dataset
         "device": result.device,
         "precision": result.precision,
         "max_seq_length": result.max_seq_length,
+        "train_seq_length": result.train_seq_length,
         "token_length_percentiles": dg.MetadataValue.json(result.token_length_percentiles),
         "steps": result.steps,
         "train_pairs": len(pairs["train"]),

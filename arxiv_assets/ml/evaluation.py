@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
 from arxiv_assets.ml.embedding import Precision, encode
 from arxiv_assets.ml.metrics import (
+    PROBE_CS,
     ClassificationReport,
     RetrievalReport,
     Vectors,
@@ -34,7 +35,7 @@ def per_subject_sample(papers: pd.DataFrame, per_subject: int, seed: int = 0) ->
 
 
 def evaluate_encoder(encode_texts: Callable[[list[str]], Vectors], probe_train: pd.DataFrame, test: pd.DataFrame,
-                     seed: int = 0) -> ModelEvaluation:
+                     seed: int = 0, probe_cs: Sequence[float] = PROBE_CS) -> ModelEvaluation:
     """The evaluation every system gets, whatever turns texts into vectors (a model, TF-IDF, an export):
     subject retrieval over the test papers, title -> own-abstract known-item retrieval, and a linear
     probe fit on ``probe_train`` (the splits' ``probe`` papers) and scored on the test papers."""
@@ -45,7 +46,7 @@ def evaluate_encoder(encode_texts: Callable[[list[str]], Vectors], probe_train: 
         known_item=known_item_retrieval(encode_texts(test["title"].tolist()), encode_texts(test["abstract"].tolist()),
                                         test["id"].tolist(), subjects),
         classification=linear_probe(encode_texts(paper_texts(probe_train)), probe_train["primary_subject"],
-                                    test_vectors, subjects, seed=seed),
+                                    test_vectors, subjects, seed=seed, cs=probe_cs),
         test_vectors=test_vectors,
     )
 

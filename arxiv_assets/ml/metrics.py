@@ -8,13 +8,14 @@ ranks, ``retrieval_metrics`` scores.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 Vectors = np.ndarray | sparse.spmatrix
 
@@ -132,9 +133,11 @@ class ClassificationReport:
     macro_f1: float
     per_class: pd.DataFrame  # index: class; precision, recall, f1-score, support
     confusion: pd.DataFrame  # rows: true class, columns: predicted class
+    regularization_c: float | None = None  # the linear probe's C (chosen by cross-validation)
 
     def summary(self) -> dict[str, float]:
-        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1}
+        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1} | (
+            {"C": self.regularization_c} if self.regularization_c is not None else {})
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> ClassificationReport:
@@ -149,11 +152,31 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> Clas
     )
 
 
+# Inverse regularization strengths a linear probe chooses from. One fixed C favours one kind of
+# feature: measured on 900 test papers, C=10 suited TF-IDF (macro-F1 0.756 vs 0.747 at C=1) and
+# over-fit a fine-tuned model's tightly clustered embeddings (0.741 vs 0.761 at C=1).
+PROBE_CS: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0)
+PROBE_FOLDS = 5
+
+
 def linear_probe(
     train_features: Vectors, train_labels: Sequence[str], test_features: Vectors, test_labels: Sequence[str],
-    seed: int = 0,
+    seed: int = 0, cs: Sequence[float] = PROBE_CS,
 ) -> ClassificationReport:
-    """Logistic regression fit on frozen features of the train split, scored on the test split."""
-    classifier = LogisticRegression(max_iter=2000, C=10.0, random_state=seed)
-    classifier.fit(train_features, list(train_labels))
-    return classification_metrics(list(test_labels), list(classifier.predict(test_features)))
+    """Logistic regression fit on frozen features of the train split, scored on the test split.
+
+    Every system gets the same protocol: C is chosen from ``cs`` by stratified cross-validated
+    macro-F1 on the probe's own training papers (the test split is never looked at), then refit on
+    all of them. A single C, or fewer than two papers of some subject, means no cross-validation.
+    """
+    labels = list(train_labels)
+    folds = min(PROBE_FOLDS, int(pd.Series(labels).value_counts().min()))
+    classifier = LogisticRegression(max_iter=2000, C=float(cs[0]) if len(cs) == 1 else 1.0, random_state=seed)
+    if folds >= 2 and len(cs) > 1:
+        search = GridSearchCV(classifier, {"C": list(cs)}, scoring="f1_macro",
+                              cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+        classifier = search.fit(train_features, labels).best_estimator_
+    else:
+        classifier.fit(train_features, labels)
+    report = classification_metrics(list(test_labels), list(classifier.predict(test_features)))
+    return replace(report, regularization_c=float(classifier.C))

@@ -34,7 +34,12 @@ class TrainSettings:
     batch_size: int = 32
     learning_rate: float = 2e-4  # short CPU runs: 2e-4 beat 5e-5 (benchmarks/RESULTS.md)
     warmup_ratio: float = 0.1
-    max_seq_length_cap: int = 128  # the chosen length is the token-length p90, rounded up, capped here
+    max_seq_length_cap: int = 128  # the saved model's length: the token-length p90, rounded up, capped here
+    # Tokens each text is cut to while training (None: the saved model's length). A CPU step's cost
+    # grows with length, and a subject shows in the title and first sentences: on the same CPU time,
+    # 4,000 pairs at 64 tokens beat 2,000 at 128 (benchmarks/RESULTS.md); the model still encodes at
+    # its full max_seq_length afterwards.
+    train_seq_length: int | None = None
     seed: int = 42
     eval_queries_per_subject: int = 20
     checkpoint_steps: int = 200
@@ -52,6 +57,7 @@ class TrainResult:
     device: str
     precision: str
     max_seq_length: int
+    train_seq_length: int
     token_length_percentiles: dict[str, int]
     steps: int
     train_seconds: float
@@ -172,7 +178,9 @@ def train(
     bf16 = (on_cuda and torch.cuda.is_bf16_supported()) or (not on_cuda and cpu_has_fast_bf16())
     model = load_model(settings.base_model, device=device)
     percentiles = token_length_percentiles(model, pairs["anchor"][:2000])
-    model.max_seq_length = choose_max_seq_length(percentiles, settings.max_seq_length_cap)
+    max_seq_length = choose_max_seq_length(percentiles, settings.max_seq_length_cap)
+    train_seq_length = min(max_seq_length, settings.train_seq_length or max_seq_length)
+    model.max_seq_length = train_seq_length
 
     train_dataset = _training_columns(pairs, settings.loss, settings.seed)
     eval_dataset = _training_columns(eval_pairs, settings.loss, settings.seed)
@@ -224,6 +232,7 @@ def train(
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - started
+    model.max_seq_length = max_seq_length  # what the saved model encodes with
     final_eval = {k: float(v) for k, v in evaluator(model).items()}
     wandb_info = _wandb_info()
     if settings.report_to_wandb:
@@ -236,7 +245,8 @@ def train(
     shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the next run must not resume from it
     return TrainResult(
         model_dir=output_dir, settings=settings, device=device, precision="bf16" if bf16 else "fp32",
-        max_seq_length=model.max_seq_length, token_length_percentiles=percentiles,
+        max_seq_length=max_seq_length, train_seq_length=train_seq_length,
+        token_length_percentiles=percentiles,
         steps=int(output.global_step), train_seconds=train_seconds,
         samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
         peak_memory_mb=_peak_memory_mb(device), eval_metrics=final_eval, resumed_from=resume, wandb=wandb_info,

@@ -33,11 +33,13 @@ def test_smoke_training_saves_a_model_that_reloads_and_embeds(smoke_model: Smoke
     assert metadata["loss"] == "mnrl_distinct_subjects"
     assert metadata["steps"] == 4
     assert metadata["max_seq_length"] == 64  # the smoke cap, below the measured p90
+    assert metadata["train_seq_length"] == 32  # trained on shorter texts than it encodes
     assert metadata["token_length_percentiles"]["p90"] > 64
     assert metadata["samples_per_second"] > 0 and metadata["peak_memory_mb"] > 0
     assert Path(metadata["wandb"]["run_dir"]).exists()  # offline W&B run written locally
 
     reloaded = load_model(smoke_model.model_dir)
+    assert reloaded.max_seq_length == 64
     vectors = encode(reloaded, ["Galaxy rotation curves", "Vision transformers for segmentation"])
     assert vectors.shape == (2, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

@@ -7,6 +7,7 @@ from datasets import Dataset
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from arxiv_assets.ml.pairs import PairOptions, make_pairs
+from arxiv_assets.ml.taxonomy import subject_description
 from arxiv_assets.ml.text import paper_text
 
 # Deliberately imbalanced: 150 / 60 / 25 / 8 papers, so uniform sampling over papers would not be balanced.
@@ -60,6 +61,27 @@ def test_title_abstract_fraction_is_honoured(papers):
     assert all(a in abstract_of_title for a in every["anchor"])
 
 
+def test_subject_pairs_put_a_paper_beside_its_subject_in_words(papers):
+    pairs = make_pairs(papers, PairOptions(n_pairs=1000, title_abstract_fraction=0.2, subject_fraction=0.5, seed=6))
+    subjects = subject_by_text(papers)
+    named = [row for row in pairs if row["positive"] == subject_description(row["subject"])]
+    assert len(named) / len(pairs) == pytest.approx(0.5, abs=0.05)
+    for row in named:  # the anchor is a whole paper of that subject
+        assert subjects[row["anchor"]] == row["subject"]
+    assert {row["positive"] for row in named} == {
+        "Computer Vision and Pattern Recognition (cs.CV)", "Astrophysics of Galaxies (astro-ph.GA)",
+        "Computation and Language (cs.CL)", "General Relativity and Quantum Cosmology (gr-qc)"}
+    titles = set(papers["title"])
+    assert sum(row["anchor"] in titles for row in pairs) / len(pairs) == pytest.approx(0.2, abs=0.05)
+    every = make_pairs(papers, PairOptions(n_pairs=200, subject_fraction=1.0, seed=6))
+    assert all(row["positive"] == subject_description(row["subject"]) for row in every)
+
+
+def test_unknown_subject_codes_are_described_by_the_code():
+    assert subject_description("cs.XX") == "cs.XX"
+    assert subject_description("hep-ph") == "High Energy Physics - Phenomenology (hep-ph)"
+
+
 def test_hard_negatives_come_from_another_subject(papers):
     pairs = make_pairs(papers, PairOptions(n_pairs=300, hard_negatives=True, seed=4))
     assert pairs.column_names == ["anchor", "positive", "negative", "subject"]
@@ -98,3 +120,5 @@ def test_bad_requests_are_refused(papers):
         make_pairs(papers, PairOptions(n_pairs=0))
     with pytest.raises(ValueError, match="no subject has two papers"):
         make_pairs(papers.drop_duplicates("primary_subject"), PairOptions(n_pairs=10))
+    with pytest.raises(ValueError, match=r"title_abstract_fraction \+ subject_fraction"):
+        make_pairs(papers, PairOptions(n_pairs=10, title_abstract_fraction=0.5, subject_fraction=0.6))
