@@ -9,6 +9,7 @@ from scipy import sparse
 from arxiv_assets.ml.metrics import (
     classification_metrics,
     known_item_retrieval,
+    linear_probe,
     retrieval_metrics,
     subject_retrieval,
     top_k_neighbours,
@@ -146,3 +147,22 @@ def test_classification_metrics_by_hand():
     assert report.confusion.loc["a"].tolist() == [2, 1, 0]
     assert report.confusion.loc["c"].tolist() == [1, 0, 0]
     assert report.summary() == {"accuracy": report.accuracy, "macro_f1": report.macro_f1}
+
+
+def test_linear_probe_chooses_c_on_its_training_papers_alone():
+    # Two separable classes, the second one smaller: at C=1e-4 the weights shrink to ~0 and the
+    # intercept predicts the larger class everywhere (macro-F1 ~0.4 in every fold), at C=100 the
+    # folds are classified almost perfectly. Test labels flipped or not, C=100 must be chosen.
+    rng = np.random.default_rng(0)
+    centers = np.array([[1.0, 0.0], [0.0, 1.0]])
+    labels = np.array(["a"] * 60 + ["b"] * 20)
+    features = centers[(labels == "b").astype(int)] + rng.normal(0, 0.2, size=(80, 2))
+    test_features = centers[[0, 1] * 10] + rng.normal(0, 0.2, size=(20, 2))
+    flipped = ["b", "a"] * 10
+    report = linear_probe(features, labels, test_features, flipped, cs=(1e-4, 100.0))
+    again = linear_probe(features, labels, test_features, ["a", "b"] * 10, cs=(1e-4, 100.0))
+    assert report.regularization_c == again.regularization_c == 100.0
+    assert report.summary()["C"] == 100.0
+    fixed = linear_probe(features, labels, test_features, flipped, cs=(3.0,))
+    assert fixed.regularization_c == 3.0
+    assert again.accuracy > 0.8 and report.accuracy < 0.2
