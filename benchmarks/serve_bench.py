@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -103,6 +104,34 @@ def our_service(name: str, backend: str, model_uri: str, home: Path) -> Target:
            "ARXIV_SERVING_BACKEND": backend, "ARXIV_SERVING_PORT": str(port), "ARXIV_SERVING_POLL_INTERVAL_S": "0",
            "ARXIV_SERVING_LOG_LEVEL": "warning", "ARXIV_SERVING_MAX_QUEUE_TEXTS": "1024"}
     return Target(name, [sys.executable, "-m", "serving"], env, f"http://127.0.0.1:{port}", SERVED_NAME, "/ready")
+
+
+# sentence-transformers 5 names its modules by new paths; infinity-emb pins 3.x, which knows them as
+# sentence_transformers.models.<Class>, reads max_seq_length from sentence_bert_config.json and
+# calls the pooling dimension word_embedding_dimension.
+LEGACY_MODULES = {"Transformer": "sentence_transformers.models.Transformer",
+                  "Pooling": "sentence_transformers.models.Pooling",
+                  "Normalize": "sentence_transformers.models.Normalize"}
+
+
+def legacy_copy(model_dir: Path, out_dir: Path) -> Path:
+    """The same weights in the directory layout sentence-transformers 3.x loads (for the peer server)."""
+    shutil.copytree(model_dir, out_dir)
+    modules = json.loads((out_dir / "modules.json").read_text())
+    for module in modules:
+        module["type"] = LEGACY_MODULES[module["type"].rsplit(".", 1)[1]]
+    (out_dir / "modules.json").write_text(json.dumps(modules, indent=2))
+    max_seq_length = json.loads((out_dir / "tokenizer_config.json").read_text())["model_max_length"]
+    (out_dir / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": int(max_seq_length), "do_lower_case": False}))
+    for module in modules:
+        config = out_dir / module["path"] / "config.json"
+        if module["path"] and config.is_file():
+            fields = json.loads(config.read_text())
+            if "embedding_dimension" in fields:
+                fields["word_embedding_dimension"] = fields.pop("embedding_dimension")
+            config.write_text(json.dumps(fields, indent=2))
+    return out_dir
 
 
 def infinity(model_dir: Path, engine: str = "torch") -> Target:
@@ -232,7 +261,7 @@ def main() -> None:
     if not args.skip_infinity:
         if not INFINITY_BIN.exists():
             sys.exit(f"{INFINITY_BIN} is missing: create .bench-venvs/infinity (see docs/serving.md)")
-        targets.append(infinity(Path(args.model_dir)))
+        targets.append(infinity(legacy_copy(Path(args.model_dir), work / "legacy-model")))
     rows = bench(targets, texts, args.requests, args.rounds, work)
 
     p10 = p10_check(export.directory, default_backend, parity_sample(test, args.p10_papers))
