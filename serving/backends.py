@@ -135,7 +135,7 @@ def thread_options(threads: int | None) -> list[int]:
 
 
 def choose_backend(
-    model_dir: Path, pinned: str = "auto", threads: int | None = None, n_probe: int = 8,
+    model_dir: Path, pinned: str = "auto", threads: int | None = None, n_probe: int = 32,
     min_cosine_fp32: float = 0.999, min_cosine_reduced: float = 0.98,
 ) -> tuple[Backend, list[Measurement]]:
     """The fastest (backend, threads) whose probe embeddings match PyTorch fp32, measured on real texts.
