@@ -36,9 +36,10 @@ class PairSettings:
     seed: int = 0
 
     def options(self, n_pairs: int | None = None) -> PairOptions:
-        """How ``make_pairs`` draws ``n_pairs`` (default: the train pairs) with these settings."""
-        return PairOptions(n_pairs=n_pairs or self.train_pairs, title_abstract_fraction=self.title_abstract_fraction,
-                           subject_fraction=self.subject_fraction, hard_negatives=self.hard_negatives, seed=self.seed)
+        """How ``make_pairs`` draws ``n_pairs`` (None: the train pairs) with these settings."""
+        return PairOptions(n_pairs=self.train_pairs if n_pairs is None else n_pairs,
+                           title_abstract_fraction=self.title_abstract_fraction, subject_fraction=self.subject_fraction,
+                           hard_negatives=self.hard_negatives, seed=self.seed)
 
 
 @dataclass(frozen=True)

@@ -271,8 +271,8 @@ def main() -> None:
     top = max(CONCURRENCY)
     rate = {row["server"].split(" (")[0]: row["texts/s"] for row in rows if row["concurrency"] == top}
 
-    def ratio(backend: str, reference: str) -> float:
-        return rate[f"ours {backend}"] / rate[reference] if reference in rate else float("nan")
+    def ratio(backend: str, reference: str) -> float:  # nan where either was not benchmarked (e.g. torch-bf16)
+        return rate.get(f"ours {backend}", float("nan")) / rate.get(reference, float("nan"))
 
     measured = ", ".join(f"{m['backend']} x{m['threads']} {m['texts_per_s']:.1f} texts/s "
                          f"(min cos {m['min_cosine']:.4f})" for m in auto["backend_measurements"])

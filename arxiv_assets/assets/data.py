@@ -6,10 +6,10 @@ import pandas as pd
 from datasets import DatasetDict
 from pydantic import Field
 
-from arxiv_assets.ml.pairs import PairOptions, make_pairs
+from arxiv_assets.ml.pairs import make_pairs
 from arxiv_assets.ml.schema import find_problems, validate_papers
 from arxiv_assets.ml.splits import make_splits, split_counts
-from arxiv_assets.profiles import ACTIVE
+from arxiv_assets.profiles import ACTIVE, PairSettings
 from arxiv_assets.resources.paper_source import PaperSource
 
 from .reporting import markdown_table, preview, subject_histogram
@@ -120,16 +120,17 @@ class PairsConfig(dg.Config):
     hard_negatives: bool = ACTIVE.pairs.hard_negatives
     seed: int = ACTIVE.pairs.seed
 
+    def settings(self) -> PairSettings:
+        return PairSettings(**self.model_dump())
+
 
 @dg.asset(group_name="data", kinds={"huggingface"})
 def pairs(context: dg.AssetExecutionContext, config: PairsConfig, splits: pd.DataFrame):
     """Contrastive (anchor, positive[, negative]) pairs: train from the train split, eval from the eval split."""
     sets = {}
-    for split, n_pairs in (("train", config.train_pairs), ("eval", config.eval_pairs)):
-        options = PairOptions(n_pairs=n_pairs, title_abstract_fraction=config.title_abstract_fraction,
-                              subject_fraction=config.subject_fraction, hard_negatives=config.hard_negatives,
-                              seed=config.seed)
-        sets[split] = make_pairs(splits[splits["split"] == split].reset_index(drop=True), options)
+    settings = config.settings()
+    for split, n_pairs in (("train", settings.train_pairs), ("eval", settings.eval_pairs)):
+        sets[split] = make_pairs(splits[splits["split"] == split].reset_index(drop=True), settings.options(n_pairs))
     dataset = DatasetDict(sets)
     subjects = pd.DataFrame({s: pd.Series(d["subject"]).value_counts() for s, d in dataset.items()}).fillna(0)
     return dg.Output(
