@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 
+from arxiv_assets.ml.evaluation import GateSettings
 from arxiv_assets.ml.pairs import PairOptions
 from arxiv_assets.ml.training import TrainSettings
 
@@ -17,21 +18,25 @@ PROFILE_ENV_VAR = "ARXIV_PROFILE"
 
 @dataclass(frozen=True)
 class SplitSettings:
-    min_papers_per_subject: int = 400
+    min_papers_per_subject: int = 30  # smaller subjects cannot be scored; every larger one trains or judges
     max_papers_per_subject: int | None = 1200
     eval_fraction: float = 0.1
     test_fraction: float = 0.15
     probe_papers_per_subject: int | None = 100  # train papers every linear probe is fit on (None: all)
+    unseen_subject_fraction: float = 1 / 3  # subjects held out of training, chosen by a hash of their name
+    unseen_papers_per_subject: int | None = 150  # papers scored per unseen subject (None: up to the cap)
+    new_months: int = 2  # newest months held out of training (the bundled sample's last month is one day)
 
 
 @dataclass(frozen=True)
 class PairSettings:
-    train_pairs: int = 8000
+    train_pairs: int = 3000
     eval_pairs: int = 200
-    # Every pair is (paper, its subject's name): measured against paper->paper and title->abstract
-    # pairs in benchmarks/RESULTS.md ("Subject pairs"), it is what lifts P@10 and the linear probe.
-    title_abstract_fraction: float = 0.0
-    subject_fraction: float = 1.0
+    # Three objectives in one run (benchmarks/RESULTS.md, "Recipes on every slice"): a title finds its own
+    # abstract (what /search does), a paper finds a paper listed in its subject (the rest of the pairs),
+    # and a small share of papers find their subject's name.
+    title_abstract_fraction: float = 0.4
+    subject_fraction: float = 0.2
     hard_negatives: bool = False
     seed: int = 0
 
@@ -43,10 +48,8 @@ class PairSettings:
 
 
 @dataclass(frozen=True)
-class EvalSettings:
+class EvalSettings(GateSettings):  # the quality gates' thresholds, and how to encode
     batch_size: int = 64
-    min_p10_margin: float = 0.05  # the fine-tuned model must beat base and TF-IDF P@10 by this much
-    min_f1_margin: float = 0.0  # ...and TF-IDF + LR macro-F1 by this much
 
 
 @dataclass(frozen=True)
@@ -67,17 +70,18 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         splits=SplitSettings(min_papers_per_subject=150, max_papers_per_subject=60, eval_fraction=0.2,
-                             test_fraction=0.3, probe_papers_per_subject=20),
-        pairs=PairSettings(train_pairs=64, eval_pairs=32, subject_fraction=0.5),
+                             test_fraction=0.3, probe_papers_per_subject=20, unseen_papers_per_subject=30),
+        pairs=PairSettings(train_pairs=64, eval_pairs=32),
         train=TrainSettings(max_steps=4, batch_size=16, max_seq_length_cap=64, train_seq_length=32,
                             checkpoint_steps=2, eval_queries_per_subject=5),
-        # A 4-step model on 64 pairs is not expected to beat anything: the smoke profile checks
-        # that the graph runs, the default profile checks quality.
-        evaluation=EvalSettings(min_p10_margin=-1.0, min_f1_margin=-1.0),
+        # A 4-step model on 64 pairs is not expected to beat anything: the smoke profile checks that the
+        # graph runs (and promotes the fine-tuned model), the default profile checks quality.
+        evaluation=EvalSettings(min_p10_margin=-1.0, min_f1_margin=-1.0, unseen_p10_tolerance=1.0,
+                                unseen_lr_accuracy_tolerance=1.0, known_item_mrr_tolerance=1.0,
+                                new_p10_tolerance=1.0),
     ),
     # Minutes on a 2-core laptop CPU: every subject with enough papers to evaluate.
-    # Training texts cut to 64 tokens: twice the pairs in the same CPU time; the model encodes at 128.
-    "default": Profile(name="default", train=TrainSettings(train_seq_length=64)),
+    "default": Profile(name="default"),
     # The seed project's size, for a GPU node: 100k train / 10k eval pairs, no per-subject cap.
     "gpu": Profile(
         name="gpu",

@@ -125,7 +125,8 @@ GRAPH_UP_TO_BASELINE = [raw_papers, splits, pairs, tfidf_baseline]
 
 @dataclass(frozen=True)
 class SmokeModel:
-    """The smoke graph's ``model`` and ``evaluation`` (ir_metrics, classifier_metrics), materialized once."""
+    """The smoke graph's ``model``, ``evaluation`` (ir_metrics, classifier_metrics) and ``promoted_model``,
+    materialized once in one run."""
 
     artifacts: SmokeArtifacts
     run: dg.ExecuteInProcessResult
@@ -138,10 +139,11 @@ class SmokeModel:
 @pytest.fixture(scope="session")
 def smoke_model(smoke_artifacts: SmokeArtifacts) -> SmokeModel:
     from arxiv_assets.assets.evaluation import evaluation
+    from arxiv_assets.assets.promotion import promoted_model
     from arxiv_assets.assets.training import model
 
     run = dg.materialize(
-        [*GRAPH_UP_TO_BASELINE, model, evaluation], selection=[model, evaluation],
+        [*GRAPH_UP_TO_BASELINE, model, evaluation, promoted_model], selection=[model, evaluation, promoted_model],
         instance=smoke_artifacts.instance, resources=smoke_artifacts.resources,
         run_config=smoke_run_config("model", "evaluation"),
     )

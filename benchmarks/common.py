@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
@@ -23,8 +24,4 @@ def machine_line() -> str:
 
 def profile_splits(profile: Profile) -> pd.DataFrame:
     """The bundled sample split exactly as the pipeline's ``splits`` asset does for this profile."""
-    s = profile.splits
-    return make_splits(pd.read_parquet(BUNDLED_SAMPLE), min_papers_per_subject=s.min_papers_per_subject,
-                       max_papers_per_subject=s.max_papers_per_subject, eval_fraction=s.eval_fraction,
-                       test_fraction=s.test_fraction,
-                       probe_papers_per_subject=s.probe_papers_per_subject).papers
+    return make_splits(pd.read_parquet(BUNDLED_SAMPLE), **asdict(profile.splits)).papers

@@ -157,8 +157,8 @@ class ModelManager:
     # -- reloading -----------------------------------------------------------------------------------
     def _no_model_message(self, resolution: Resolution) -> str:
         skipped = f" Passed over: {'; '.join(resolution.notes)}." if resolution.notes else ""
-        return (f"no model to serve: materialize onnx_model (or at least model) so that its blocking checks pass "
-                f"in {self.resolver.where()}, or set ARXIV_SERVING_MODEL_URI.{skipped}")
+        return (f"no model to serve: materialize onnx_model (or at least promoted_model) so that its blocking "
+                f"checks pass in {self.resolver.where()}, or set ARXIV_SERVING_MODEL_URI.{skipped}")
 
     async def reload(self, retry_failed: bool = False) -> dict[str, Any]:
         """Serve the newest passing materializations if they differ from what is served; report what happened."""

@@ -9,7 +9,9 @@ manager) is the version to load, through ``ArtifactStore`` so local paths and ``
 same. Explicit URIs (settings) bypass the instance.
 
 Between the two embedding artifacts, ``onnx_model`` (it carries the PyTorch weights and the ONNX
-exports) wins unless a passing ``model`` is newer than it, i.e. not exported yet.
+exports) wins unless a ``promoted_model`` is newer than it, i.e. not exported yet. ``model`` (the
+fine-tuned model before its evaluation) is never served: ``promoted_model`` is the fine-tuned model
+only when it passed every quality gate, and the untrained base model otherwise.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 from arxiv_assets.resources.artifact_store import ArtifactStore
 
 ONNX_MODEL_KEY = "onnx_model"
-MODEL_KEY = "model"
+MODEL_KEY = "promoted_model"
 INDEX_KEY = "faiss_index"
 RUNLESS_RUN_ID = ""  # dagster's run id for events reported outside a run
 HISTORY_LIMIT = 25  # materializations looked at per asset before giving up
@@ -53,11 +55,6 @@ class Resolution:
     model: ArtifactVersion | None
     index: ArtifactVersion | None
     notes: list[str] = field(default_factory=list)  # why newer materializations were passed over
-
-
-# A model has no checks of its own: its evaluation's blocking checks (beats baselines, beats the served
-# model) decide whether it may be served, when they ran in the same run as the training.
-GATED_BY: dict[str, tuple[str, ...]] = {"model": ("ir_metrics", "classifier_metrics")}
 
 
 def _metadata_text(value: Any) -> str:
@@ -106,11 +103,10 @@ class Resolver:
         events = instance.get_records_for_run(
             run_id, of_type={DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED, DagsterEventType.ASSET_CHECK_EVALUATION},
         ).records
-        judged_by = {asset_key.to_user_string(), *GATED_BY.get(asset_key.to_user_string(), ())}
         check_keys = {
             AssetCheckKey(data.asset_key, data.check_name)
             for data in (record.event_log_entry.dagster_event.event_specific_data for record in events)
-            if data.asset_key.to_user_string() in judged_by
+            if data.asset_key == asset_key
         }
         problems = []
         for check_key in sorted(check_keys, key=lambda k: k.name):
@@ -171,11 +167,11 @@ class Resolver:
                 model = self.explicit(self.model_uri)
             else:
                 exported = self.latest_passing(ONNX_MODEL_KEY, notes)
-                trained = self.latest_passing(MODEL_KEY, notes)
+                promoted = self.latest_passing(MODEL_KEY, notes)
                 model = exported
-                if trained and (exported is None or (
-                        exported.metadata.get("source_model_run_id") != trained.run_id
-                        and (trained.materialized_at or 0) > (exported.materialized_at or 0))):
-                    model = trained  # a newer model than the newest export: serve it with PyTorch
+                if promoted and (exported is None or (
+                        exported.metadata.get("source_model_run_id") != promoted.run_id
+                        and (promoted.materialized_at or 0) > (exported.materialized_at or 0))):
+                    model = promoted  # promoted but not exported yet: serve it with PyTorch
             index = self.explicit(self.index_uri) if self.index_uri else self.latest_passing(INDEX_KEY, notes)
             return Resolution(model=model, index=index, notes=notes)

@@ -6,9 +6,9 @@ import pandas as pd
 from datasets import DatasetDict
 from pydantic import Field
 
-from arxiv_assets.ml.pairs import make_pairs
+from arxiv_assets.ml.pairs import KIND_COLUMN, make_pairs
 from arxiv_assets.ml.schema import find_problems, validate_papers
-from arxiv_assets.ml.splits import make_splits, split_counts
+from arxiv_assets.ml.splits import SPLITS, TRAINING_SPLITS, make_splits, papers_in, split_counts
 from arxiv_assets.profiles import ACTIVE, PairSettings
 from arxiv_assets.resources.paper_source import PaperSource
 
@@ -76,34 +76,37 @@ class SplitsConfig(dg.Config):
     eval_fraction: float = ACTIVE.splits.eval_fraction
     test_fraction: float = ACTIVE.splits.test_fraction
     probe_papers_per_subject: int | None = ACTIVE.splits.probe_papers_per_subject
+    unseen_subject_fraction: float = Field(default=ACTIVE.splits.unseen_subject_fraction,
+                                           description="share of subjects held out of training (by a hash of "
+                                                       "the subject's name), scored as the unseen slice")
+    unseen_papers_per_subject: int | None = ACTIVE.splits.unseen_papers_per_subject
+    new_months: int = Field(default=ACTIVE.splits.new_months,
+                            description="newest months held out of training, scored as the new slice")
 
 
 @dg.asset(group_name="data", kinds={"pandas", "parquet"})
 def splits(context: dg.AssetExecutionContext, config: SplitsConfig, raw_papers: dict[str, pd.DataFrame]):
-    """Every materialized month, split train/eval/test by a hash of the paper id, stratified by subject."""
+    """Every materialized month, split by a hash of the paper id into train/eval/test; the newest months
+    (``new``) and a hash-chosen third of the subjects (``unseen``) are never trained on and judge the model."""
     months = raw_papers if isinstance(raw_papers, dict) else {"single": raw_papers}
     papers = pd.concat(months.values(), ignore_index=True).drop_duplicates("id")
-    result = make_splits(
-        papers,
-        min_papers_per_subject=config.min_papers_per_subject,
-        max_papers_per_subject=config.max_papers_per_subject,
-        eval_fraction=config.eval_fraction,
-        test_fraction=config.test_fraction,
-        probe_papers_per_subject=config.probe_papers_per_subject,
-    )
-    if result.papers.empty:
-        raise dg.Failure(f"no subject has {config.min_papers_per_subject} papers across months {sorted(months)}; "
-                         f"lower min_papers_per_subject or materialize more months of raw_papers")
+    result = make_splits(papers, **config.model_dump())
+    if not result.papers["split"].isin(TRAINING_SPLITS).any() or not (result.papers["split"] == "test").any():
+        raise dg.Failure(f"no subject has {config.min_papers_per_subject} papers to train and test on across months "
+                         f"{sorted(months)}; lower min_papers_per_subject or materialize more months of raw_papers")
     counts = split_counts(result.papers)
-    context.log.info(f"dropped {len(result.dropped_subjects)} subjects below {config.min_papers_per_subject} papers")
+    context.log.info(f"dropped {len(result.dropped_subjects)} subjects below {config.min_papers_per_subject} papers; "
+                     f"unseen subjects {result.unseen_subjects}; new months {result.new_months}")
     return dg.Output(
         result.papers,
         metadata={
             "dagster/row_count": len(result.papers),
             "months": dg.MetadataValue.json(sorted(months)),
-            **{f"{split}_papers": int(counts[split].sum()) for split in ("train", "eval", "test")},
+            **{f"{split}_papers": int(counts[split].sum()) for split in SPLITS},
             "probe_papers": int(result.papers["probe"].sum()),
             "subjects": len(counts),
+            "unseen_subjects": dg.MetadataValue.json(result.unseen_subjects),
+            "new_months": dg.MetadataValue.json(result.new_months),
             "papers_per_subject_and_split": markdown_table(counts, floatfmt=".0f"),
             "dropped_subjects": dg.MetadataValue.json(result.dropped_subjects),
             "capped_subjects": dg.MetadataValue.json(result.capped_subjects),
@@ -126,18 +129,21 @@ class PairsConfig(dg.Config):
 
 @dg.asset(group_name="data", kinds={"huggingface"})
 def pairs(context: dg.AssetExecutionContext, config: PairsConfig, splits: pd.DataFrame):
-    """Contrastive (anchor, positive[, negative]) pairs: train from the train split, eval from the eval split."""
+    """Contrastive (anchor, positive[, negative]) pairs: train from the train split, eval from the eval split
+    (never from the test, new or unseen papers that judge the model)."""
     sets = {}
     settings = config.settings()
     for split, n_pairs in (("train", settings.train_pairs), ("eval", settings.eval_pairs)):
-        sets[split] = make_pairs(splits[splits["split"] == split].reset_index(drop=True), settings.options(n_pairs))
+        sets[split] = make_pairs(papers_in(splits, split), settings.options(n_pairs))
     dataset = DatasetDict(sets)
     subjects = pd.DataFrame({s: pd.Series(d["subject"]).value_counts() for s, d in dataset.items()}).fillna(0)
+    kinds = pd.DataFrame({s: pd.Series(d[KIND_COLUMN]).value_counts() for s, d in dataset.items()}).fillna(0)
     return dg.Output(
         dataset,
         metadata={
             "train_pairs": len(dataset["train"]),
             "eval_pairs": len(dataset["eval"]),
+            "pairs_per_kind": markdown_table(kinds, floatfmt=".0f"),
             "columns": dg.MetadataValue.json(dataset["train"].column_names),
             "pairs_per_subject": markdown_table(subjects, floatfmt=".0f"),
             "example": dg.MetadataValue.json({k: str(v)[:200] for k, v in dataset["train"][0].items()}),

@@ -1,44 +1,65 @@
-"""ir_metrics and classifier_metrics: base vs fine-tuned vs TF-IDF on the same test split.
+"""ir_metrics and classifier_metrics: base vs fine-tuned vs TF-IDF (and the served model) on every slice.
 
-One multi-asset, because both read the same test embeddings and encoding is the expensive part
-on a CPU; each asset is still materialized, shown and checked on its own.
+One multi-asset, because both read the same embeddings and encoding is the expensive part on a
+CPU; each asset is still materialized, shown and checked on its own. The quality gates
+(``arxiv_assets.ml.evaluation.quality_gates``) are reported as asset checks and written into both
+reports beside the fingerprint of the model they judged: ``promoted_model`` reads them from there
+and promotes the untrained base model when the fine-tuned one fails any of them. So the checks do
+not block: a failed gate must let the run go on and promote the base model.
 """
 
 import base64
 import json
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-# Not re-exported at the top level in dagster 1.13; the instance API that returns it is public.
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-
 from arxiv_assets.ml.embedding import default_precision, load_model
-from arxiv_assets.ml.evaluation import ModelEvaluation, evaluate_model
+from arxiv_assets.ml.evaluation import (
+    GATE_ASSETS,
+    SLICES,
+    Gate,
+    GateSettings,
+    ModelEvaluation,
+    evaluate_model,
+    headline_table,
+    quality_gates,
+)
+from arxiv_assets.ml.export import model_fingerprint
 from arxiv_assets.ml.hardware import best_device
 from arxiv_assets.ml.plots import confusion_plot, projection_plot
+from arxiv_assets.ml.splits import papers_in
 from arxiv_assets.profiles import ACTIVE
 from arxiv_assets.resources.artifact_store import local_payload_of
 
-from .reporting import markdown_table, metrics_table
+from .reporting import markdown_table
 
 EVAL_DEFAULTS = ACTIVE.evaluation
-BEATS_BASELINES = "fine_tuned_beats_baselines_p10"
-F1_AT_LEAST_TFIDF = "fine_tuned_lr_macro_f1_at_least_tfidf"
 BEATS_SERVED = "fine_tuned_beats_served_model_p10"
-BLOCKING_CHECKS = (dg.AssetCheckKey(dg.AssetKey("ir_metrics"), BEATS_BASELINES),
-                   dg.AssetCheckKey(dg.AssetKey("classifier_metrics"), F1_AT_LEAST_TFIDF),
-                   dg.AssetCheckKey(dg.AssetKey("ir_metrics"), BEATS_SERVED))
+PROMOTED_MODEL = dg.AssetKey("promoted_model")
 
 
 class EvalConfig(dg.Config):
     base_model: str = ACTIVE.train.base_model
     batch_size: int = EVAL_DEFAULTS.batch_size
     min_p10_margin: float = EVAL_DEFAULTS.min_p10_margin
+    unseen_p10_tolerance: float = EVAL_DEFAULTS.unseen_p10_tolerance
+    unseen_lr_accuracy_tolerance: float = EVAL_DEFAULTS.unseen_lr_accuracy_tolerance
+    known_item_mrr_tolerance: float = EVAL_DEFAULTS.known_item_mrr_tolerance
+    new_p10_tolerance: float = EVAL_DEFAULTS.new_p10_tolerance
+    min_new_papers: int = EVAL_DEFAULTS.min_new_papers
     min_f1_margin: float = EVAL_DEFAULTS.min_f1_margin
-    min_promotion_margin: float = 0.0  # P@10 by which a new model must beat the served one
+    min_promotion_margin: float = 0.0  # test P@10 by which a new model must beat the served one
+
+    def gate_settings(self) -> GateSettings:
+        return GateSettings(**{name: getattr(self, name) for name in GateSettings.__dataclass_fields__})
+
+
+def _check_spec(name: str, description: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(name, asset=GATE_ASSETS.get(name, "ir_metrics"), description=description)
 
 
 @dg.multi_asset(
@@ -46,86 +67,65 @@ class EvalConfig(dg.Config):
     group_name="evaluation",
     ins={name: dg.AssetIn() for name in ("model", "splits", "tfidf_baseline")},
     outs={
-        "ir_metrics": dg.AssetOut(kinds={"scikitlearn"}, description="Subject and known-item retrieval: P@1/5/10, "
-                                  "MRR@10, NDCG@10, MAP@100 micro and macro, per subject; t-SNE plots."),
+        "ir_metrics": dg.AssetOut(kinds={"scikitlearn"}, description="Subject and known-item retrieval on the test, "
+                                  "unseen-subject, mixed and new-month slices: P@1/5/10, MRR@10, NDCG@10, MAP@100 "
+                                  "micro and macro, per subject; t-SNE plots; the quality gates."),
         "classifier_metrics": dg.AssetOut(kinds={"scikitlearn"}, description="Logistic regression on frozen "
-                                          "embeddings (fit on train, scored on test) beside TF-IDF + LR; confusion."),
+                                          "embeddings (fit on train probe papers, scored on test and new; "
+                                          "cross-validated on unseen subjects) beside TF-IDF + LR; confusion."),
     },
     check_specs=[
-        dg.AssetCheckSpec(BEATS_BASELINES, asset="ir_metrics", blocking=True,
-                          description="Fine-tuned P@10 beats the base model and TF-IDF by min_p10_margin"),
-        dg.AssetCheckSpec(F1_AT_LEAST_TFIDF, asset="classifier_metrics", blocking=True,
-                          description="Fine-tuned LR macro-F1 >= TF-IDF LR macro-F1 + min_f1_margin"),
-        dg.AssetCheckSpec(BEATS_SERVED, asset="ir_metrics", blocking=True,
-                          description="Promotion gate: the new model's P@10 is at least the served model's, both "
-                                      "scored on this test split (the served model = the newest one that passed "
-                                      "every blocking evaluation check)"),
+        *[_check_spec(name, "quality gate (arxiv_assets.ml.evaluation.quality_gates); a failure promotes the base "
+                            "model instead") for name in GATE_ASSETS],
+        _check_spec(BEATS_SERVED, "Promotion gate: the new model's test P@10 is at least the served (last "
+                                  "promoted) model's, both scored on this test split"),
     ],
 )
 def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, model: Path, splits: pd.DataFrame,
                tfidf_baseline: dict):
-    test = splits[splits["split"] == "test"].reset_index(drop=True)
-    probe_train = splits[splits["probe"]].reset_index(drop=True)  # the papers TF-IDF's probe was fit on
     device = best_device()
     precision = default_precision(device)
     fine_tuned = load_model(model, device=device)
-    base = load_model(config.base_model, device=device, max_seq_length=fine_tuned.max_seq_length)
-    model_uri = _materialized_uri(context, "model")
-    served_uri = served_model_uri(context.instance)
-    encoders = {"base": base, "fine-tuned": fine_tuned}
-    if served_uri and served_uri != model_uri:
-        encoders["served"] = load_model(local_payload_of(served_uri), device=device)
+    encoders = {"base": load_model(config.base_model, device=device, max_seq_length=fine_tuned.max_seq_length),
+                "fine-tuned": fine_tuned}
+    fingerprint = model_fingerprint(model)
+    served = context.instance.get_latest_materialization_event(PROMOTED_MODEL)
+    served_uri = str(served.asset_materialization.metadata["uri"].value) if served and served.asset_materialization \
+        else None
+    # The served model is scored beside this one unless it is this model or the base (already scored).
+    if served_uri and served.asset_materialization.metadata["promoted"].value == "fine-tuned":
+        served_dir = local_payload_of(served_uri)
+        if model_fingerprint(served_dir) != fingerprint:
+            encoders["served"] = load_model(served_dir, device=device)
     results: dict[str, ModelEvaluation] = {}
     for name, encoder in encoders.items():
-        context.log.info(f"encoding {len(test)} test and {len(probe_train)} probe papers with the {name} model")
-        results[name] = evaluate_model(encoder, probe_train, test, config.batch_size, precision)
+        context.log.info(f"encoding every judged paper with the {name} model")
+        results[name] = evaluate_model(encoder, splits, config.batch_size, precision)
 
-    ir_dir, ir_metadata, p10 = _ir_report(results, tfidf_baseline, test)
+    headlines = {name: r.headline() for name, r in results.items()} | {"tfidf": tfidf_baseline["headline"]}
+    gates = quality_gates(headlines, config.gate_settings())
+    served_p10 = headlines.get("served", {}).get("test/P@10")
+    beats_served = Gate(BEATS_SERVED, served_p10 is None or headlines["fine-tuned"]["test/P@10"] >= served_p10
+                        + config.min_promotion_margin, headlines["fine-tuned"]["test/P@10"],
+                        float("nan") if served_p10 is None else served_p10 + config.min_promotion_margin,
+                        "test/P@10 at least the served model's" if served_p10 is not None else
+                        "no other fine-tuned model is served yet")
+    gates.append(beats_served)
+    verdict = {"model_fingerprint": fingerprint, "served_model_uri": served_uri or "",
+               "gates": [asdict(g) for g in gates], "passed": all(g.passed for g in gates)}
+
+    test = papers_in(splits, "test")
+    ir_dir, ir_metadata = _ir_report(results, headlines, tfidf_baseline, test, verdict)
     yield dg.Output(ir_dir, output_name="ir_metrics", metadata=ir_metadata)
-    clf_dir, clf_metadata, f1 = _classifier_report(results, tfidf_baseline)
+    clf_dir, clf_metadata = _classifier_report(results, headlines, tfidf_baseline, verdict)
     yield dg.Output(clf_dir, output_name="classifier_metrics", metadata=clf_metadata)
-
-    best_baseline = max(p10["base"], p10["tfidf"])
-    yield dg.AssetCheckResult(
-        check_name=BEATS_BASELINES, asset_key="ir_metrics",
-        passed=p10["fine-tuned"] >= best_baseline + config.min_p10_margin,
-        metadata={**{f"P@10 {k}": v for k, v in p10.items()}, "required_margin": config.min_p10_margin},
-    )
-    served_p10 = p10.get("served", p10["fine-tuned"] if served_uri else None)
-    yield dg.AssetCheckResult(
-        check_name=BEATS_SERVED, asset_key="ir_metrics",
-        passed=served_p10 is None or p10["fine-tuned"] >= served_p10 + config.min_promotion_margin,
-        metadata={"model_uri": model_uri or "", "served_model_uri": served_uri or "(none yet: first model)",
-                  "P@10 fine-tuned": p10["fine-tuned"], "P@10 served": served_p10 if served_p10 is not None else -1.0,
-                  "required_margin": config.min_promotion_margin},
-    )
-    yield dg.AssetCheckResult(
-        check_name=F1_AT_LEAST_TFIDF, asset_key="classifier_metrics",
-        passed=f1["fine-tuned"] >= f1["tfidf"] + config.min_f1_margin,
-        metadata={**{f"macro-F1 {k}": v for k, v in f1.items()}, "required_margin": config.min_f1_margin},
-    )
-
-
-def _materialized_uri(context: dg.AssetExecutionContext, asset: str) -> str | None:
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
-    uri = event.asset_materialization.metadata.get("uri") if event and event.asset_materialization else None
-    return str(uri.value) if uri is not None else None
-
-
-def served_model_uri(instance: dg.DagsterInstance) -> str | None:
-    """The model of the newest run in which every blocking evaluation check passed (what the service serves)."""
-    passed_runs: list[dict[str, dg.AssetCheckEvaluation]] = []
-    for key in BLOCKING_CHECKS:
-        history = instance.event_log_storage.get_asset_check_execution_history(
-            key, limit=50, status={AssetCheckExecutionRecordStatus.SUCCEEDED})
-        passed_runs.append({r.run_id: r.event.asset_check_evaluation for r in history if r.event})
-    candidates = set.intersection(*(set(runs) for runs in passed_runs))
-    promotion = passed_runs[-1]
-    for run_id in sorted(candidates, key=lambda r: instance.get_run_record_by_id(r).create_timestamp, reverse=True):
-        uri = promotion[run_id].metadata.get("model_uri")
-        if uri is not None and uri.value:
-            return str(uri.value)
-    return None
+    for gate in gates:
+        yield dg.AssetCheckResult(
+            check_name=gate.name, asset_key=GATE_ASSETS.get(gate.name, "ir_metrics"), passed=gate.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"value": gate.value, "threshold": gate.threshold, "rule": gate.description,
+                      "model_fingerprint": fingerprint},
+        )
 
 
 def _report_dir() -> Path:
@@ -137,52 +137,68 @@ def _inline_png(path: Path) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{path.stem}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})")
 
 
-def _ir_report(results: dict[str, ModelEvaluation], tfidf: dict, test: pd.DataFrame):
+def _slice_tables(headlines: dict[str, dict[str, float]], figures: tuple[str, ...]) -> dict[str, dg.MetadataValue]:
+    """One table per slice, a row per system, the columns ``figures`` that slice has."""
+    tables = {}
+    for name in SLICES:
+        table = headline_table(headlines, name)
+        columns = [c for c in figures if c in table]
+        if columns:
+            tables[f"{name}_slice"] = markdown_table(table[["papers", *columns]])
+    return tables
+
+
+def _gate_table(verdict: dict) -> dg.MetadataValue:
+    return markdown_table(pd.DataFrame(verdict["gates"]).set_index("name"), floatfmt=".4f")
+
+
+RETRIEVAL_FIGURES = ("P@10", "P@10 macro", "NDCG@10", "MAP@100", "known-item R@1", "known-item R@10",
+                     "known-item MRR@10")
+CLASSIFIER_FIGURES = ("LR accuracy", "LR macro-F1")
+
+
+def _ir_report(results: dict[str, ModelEvaluation], headlines: dict[str, dict[str, float]], tfidf: dict,
+               test: pd.DataFrame, verdict: dict):
     out = _report_dir()
-    micro = {name: r.subject_retrieval.micro for name, r in results.items()} | {
-        "tfidf": tfidf["subject_retrieval"]["micro"]}
-    macro = {name: r.subject_retrieval.macro for name, r in results.items()} | {
-        "tfidf": tfidf["subject_retrieval"]["macro"]}
-    known = {name: r.known_item.micro for name, r in results.items()} | {"tfidf": tfidf["known_item"]["micro"]}
     per_subject = pd.concat(
-        {name: r.subject_retrieval.per_group[["P@1", "P@10", "MRR@10", "NDCG@10"]] for name, r in results.items()}
-        | {"tfidf": pd.DataFrame(tfidf["per_subject"]).T[["P@1", "P@10", "MRR@10", "NDCG@10"]]},
-        axis=1,
-    )
-    summary = {"subject_retrieval": {"micro": micro, "macro": macro}, "known_item": known,
-               "test_papers": len(test), "per_subject": json.loads(per_subject.to_json(orient="index"))}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        {name: r.slices["test"].subject_retrieval.per_group["P@10"] for name, r in results.items()}
+        | {"tfidf": pd.DataFrame(tfidf["per_subject"]).T["P@10"]}, axis=1)
+    (out / "metrics.json").write_text(json.dumps({"headline": headlines, **verdict, "test_papers": len(test),
+                                                  "per_subject_P@10": json.loads(per_subject.to_json(orient="index"))},
+                                                 indent=2))
     plot = projection_plot({n: r.test_vectors for n, r in results.items()}, test["primary_subject"].tolist(),
                            out / "projection.png")
-    p10 = {name: values["P@10"] for name, values in micro.items()}
     metadata = {
-        **{f"P@10 {name}": value for name, value in p10.items()},
-        "subject_retrieval_micro": markdown_table(metrics_table(micro)),
-        "subject_retrieval_macro": markdown_table(metrics_table(macro)),
-        "known_item_retrieval": markdown_table(metrics_table(known)[["R@1", "R@10", "MRR@10"]]),
-        "per_subject_P@10": markdown_table(per_subject.xs("P@10", axis=1, level=1)),
-        "projection_png": f"{{uri}}/payload/{plot.name}",  # the IO manager adds uri: the published version
+        **{f"{key} {system}": figures[key] for system, figures in headlines.items()
+           for key in ("test/P@10", "unseen/P@10", "test/known-item MRR@10") if key in figures},
+        **_slice_tables(headlines, RETRIEVAL_FIGURES),
+        "gates": _gate_table(verdict),
+        "model_fingerprint": verdict["model_fingerprint"],
+        "per_subject_P@10": markdown_table(per_subject),
         "projection": _inline_png(plot),
     }
-    return out, metadata, p10
+    return out, metadata
 
 
-def _classifier_report(results: dict[str, ModelEvaluation], tfidf: dict):
+def _classifier_report(results: dict[str, ModelEvaluation], headlines: dict[str, dict[str, float]], tfidf: dict,
+                       verdict: dict):
     out = _report_dir()
-    scores = {name: r.classification.summary() for name, r in results.items()} | {
-        "tfidf": tfidf["classification"], "tfidf (LR on all train)": tfidf["classification_all_train"]}
-    per_class = pd.concat({name: r.classification.per_class[["precision", "recall", "f1-score"]]
+    per_class = pd.concat({name: r.slices["test"].classification.per_class[["precision", "recall", "f1-score"]]
                            for name, r in results.items()}, axis=1)
     (out / "metrics.json").write_text(json.dumps(
-        {"classification": scores, "per_class": json.loads(per_class.to_json(orient="index"))}, indent=2))
-    plot = confusion_plot({n: r.classification.confusion for n, r in results.items()}, out / "confusion.png")
-    f1 = {name: s["macro_f1"] for name, s in scores.items()}
+        {"headline": headlines, **verdict, "tfidf_lr_all_train": tfidf["classification_all_train"],
+         "per_class": json.loads(per_class.to_json(orient="index"))}, indent=2))
+    plot = confusion_plot({n: r.slices["test"].classification.confusion for n, r in results.items()},
+                          out / "confusion.png")
     metadata = {
-        **{f"accuracy {name}": s["accuracy"] for name, s in scores.items()},
-        **{f"macro-F1 {name}": value for name, value in f1.items()},
-        "linear_probe": markdown_table(metrics_table(scores)),
+        **{f"{key} {system}": figures[key] for system, figures in headlines.items()
+           for key in ("test/LR accuracy", "test/LR macro-F1", "unseen/LR accuracy") if key in figures},
+        **_slice_tables(headlines, CLASSIFIER_FIGURES),
+        "tfidf_lr_on_all_train": markdown_table(pd.DataFrame({"tfidf (LR on all train)":
+                                                              tfidf["classification_all_train"]}).T),
+        "gates": _gate_table(verdict),
+        "model_fingerprint": verdict["model_fingerprint"],
         "per_class": markdown_table(per_class),
-        "confusion_png": f"{{uri}}/payload/{plot.name}",
         "confusion": _inline_png(plot),
     }
-    return out, metadata, f1
+    return out, metadata

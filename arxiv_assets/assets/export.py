@@ -1,8 +1,9 @@
-"""onnx_model and faiss_index: what the service loads, each gated by blocking checks.
+"""onnx_model and faiss_index: the promoted model exported and indexed, each gated by blocking checks.
 
-The service (``serving/``) serves the newest materialization whose blocking checks passed, so a
-failed parity or recall check here keeps a bad export or index out of production without anyone
-deleting files.
+Both are made from ``promoted_model`` (the fine-tuned model if it passed every quality gate, else the
+base model), never from ``model``. The service (``serving/``) serves the newest materialization whose
+blocking checks passed, so a failed parity or recall check here keeps a bad export or index out of
+production without anyone deleting files.
 """
 
 import tempfile
@@ -27,6 +28,7 @@ from arxiv_assets.ml.export import (
 from arxiv_assets.ml.hardware import best_device
 from arxiv_assets.ml.index import HnswOptions, paper_index, recall_at_k
 from arxiv_assets.ml.metrics import subject_retrieval
+from arxiv_assets.ml.splits import SPLITS
 from arxiv_assets.ml.text import paper_texts
 
 from .reporting import markdown_table
@@ -59,11 +61,6 @@ def parity_sample(splits: pd.DataFrame, n: int) -> pd.DataFrame:
     return ranked.sort_values(["_turn", "primary_subject", "id"]).head(n).drop(columns="_turn").reset_index(drop=True)
 
 
-# Built only from an evaluated model: the blocking checks on these (beats baselines, beats the served
-# model) stop the export and the index in the same run and, through automation, in later ones.
-PROMOTION_GATE = ["ir_metrics", "classifier_metrics"]
-
-
 def _upstream_run_id(context: dg.AssetExecutionContext, key: str) -> str | None:
     event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
     return event.run_id if event else None
@@ -72,18 +69,18 @@ def _upstream_run_id(context: dg.AssetExecutionContext, key: str) -> str | None:
 @dg.asset(
     group_name="deployment",
     kinds={"onnx"},
-    deps=PROMOTION_GATE,
     check_specs=[dg.AssetCheckSpec(name, asset="onnx_model", blocking=True, description=description)
                  for name, description in ONNX_CHECKS.items()],
 )
-def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, model: Path, splits: pd.DataFrame):
-    """The model exported to ONNX (fp32) and dynamically quantized to int8 for this CPU, next to its
+def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promoted_model: Path,
+               splits: pd.DataFrame):
+    """The promoted model exported to ONNX (fp32) and dynamically quantized to int8 for this CPU, next to its
     PyTorch weights; every variant's embeddings, P@10 and speed measured on real test papers."""
     sample = parity_sample(splits, config.parity_texts)
     texts, subjects = paper_texts(sample), sample["primary_subject"].tolist()
     out_dir = Path(tempfile.mkdtemp(prefix="onnx-model-"))  # the IO manager stores it, then deletes it
     target = None if config.quantization_target == "auto" else config.quantization_target
-    export = export_onnx(model, out_dir, target=target,
+    export = export_onnx(promoted_model, out_dir, target=target,
                          quantized_operators=config.quantized_operators)
     context.log.info(f"exported {out_dir} in {export.export_seconds:.1f}s (int8 config {export.quantization_target})")
 
@@ -115,7 +112,7 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, model
         "parity_texts": len(texts),
         "export_seconds": export.export_seconds,
         "source_model_fingerprint": export.source_fingerprint,
-        "source_model_run_id": _upstream_run_id(context, "model") or "",
+        "source_model_run_id": _upstream_run_id(context, "promoted_model") or "",
         "max_seq_length": max_seq_length,
     })
     thresholds = {"onnx-fp32": config.min_cosine_fp32, "onnx-int8": config.min_cosine_int8}
@@ -140,7 +137,7 @@ class FaissIndexConfig(dg.Config):
     hnsw_ef_search: int = 128
     min_recall_at_10: float = 0.95  # the blocking bar for an approximate index
     recall_queries: int = 1000
-    splits_to_index: list[str] = ["train", "eval", "test"]
+    splits_to_index: list[str] = list(SPLITS)  # every kept paper: /search finds new and unseen-subject papers too
     batch_size: int = 64
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 only where the hardware is fast at it
 
@@ -148,13 +145,13 @@ class FaissIndexConfig(dg.Config):
 @dg.asset(
     group_name="deployment",
     kinds={"faiss"},
-    deps=PROMOTION_GATE,
     check_specs=[dg.AssetCheckSpec("ann_recall_at_10", asset="faiss_index", blocking=True,
                                    description="recall@10 of the index against exact search >= min_recall_at_10 "
                                                "(1.0 by construction for the exact flat index)")],
 )
-def faiss_index(context: dg.AssetExecutionContext, config: FaissIndexConfig, model: Path, splits: pd.DataFrame):
-    """Every paper of the chosen splits embedded by the model and indexed for /search, with an
+def faiss_index(context: dg.AssetExecutionContext, config: FaissIndexConfig, promoted_model: Path,
+                splits: pd.DataFrame):
+    """Every paper of the chosen splits embedded by the promoted model and indexed for /search, with an
     id/title/subject sidecar and the fingerprint of the model that embedded it."""
     from arxiv_assets.ml.embedding import default_precision
 
@@ -163,7 +160,7 @@ def faiss_index(context: dg.AssetExecutionContext, config: FaissIndexConfig, mod
         raise dg.Failure(f"no papers in splits {config.splits_to_index} to index")
     device = best_device()
     precision = default_precision(device) if config.precision == "auto" else config.precision
-    encoder = load_model(model, device=device)
+    encoder = load_model(promoted_model, device=device)
     started = time.perf_counter()
     vectors = encode(encoder, paper_texts(papers), batch_size=config.batch_size, precision=precision)
     encode_seconds = time.perf_counter() - started
@@ -171,8 +168,9 @@ def faiss_index(context: dg.AssetExecutionContext, config: FaissIndexConfig, mod
 
     started = time.perf_counter()
     hnsw = HnswOptions(config.hnsw_m, config.hnsw_ef_construction, config.hnsw_ef_search)
-    built = paper_index(vectors, papers, kind=config.kind, hnsw=hnsw, model_fingerprint=model_fingerprint(model),
-                        source_model_run_id=_upstream_run_id(context, "model") or "")
+    built = paper_index(vectors, papers, kind=config.kind, hnsw=hnsw,
+                        model_fingerprint=model_fingerprint(promoted_model),
+                        source_model_run_id=_upstream_run_id(context, "promoted_model") or "")
     build_seconds = time.perf_counter() - started
     query_rows = np.random.default_rng(0).choice(len(papers), size=min(config.recall_queries, len(papers)),
                                                  replace=False)

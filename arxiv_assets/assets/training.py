@@ -11,6 +11,7 @@ from datasets import DatasetDict
 from pydantic import Field
 
 from arxiv_assets.k8s import GPU_STEP_TAGS
+from arxiv_assets.ml.splits import papers_in
 from arxiv_assets.ml.training import TrainSettings, train
 from arxiv_assets.profiles import ACTIVE
 
@@ -32,6 +33,9 @@ class TrainConfig(dg.Config):
     train_seq_length: int | None = Field(default=TRAIN_DEFAULTS.train_seq_length,
                                          description="tokens each text is cut to while training (None: the "
                                                      "model's max_seq_length)")
+    multi_dataset: bool = Field(default=TRAIN_DEFAULTS.multi_dataset,
+                                description="one dataset and loss per kind of pair (title->abstract, paper->paper, "
+                                            "paper->subject name), batches never mixing kinds")
     seed: int = TRAIN_DEFAULTS.seed
     eval_queries_per_subject: int = TRAIN_DEFAULTS.eval_queries_per_subject
     checkpoint_steps: int = TRAIN_DEFAULTS.checkpoint_steps
@@ -51,11 +55,14 @@ class TrainConfig(dg.Config):
 def model(context: dg.AssetExecutionContext, config: TrainConfig, pairs: DatasetDict, splits: pd.DataFrame) -> Path:
     """The fine-tuned Sentence Transformers model: a normal model directory that ``SentenceTransformer(path)`` loads."""
     settings = config.settings()
-    data_fingerprint = hashlib.sha256(
-        (pairs["train"]._fingerprint + pairs["eval"]._fingerprint + str(len(splits))).encode()).hexdigest()
+    eval_papers = papers_in(splits, "eval")
+    # What the run trains on, by content: a re-run on the same data resumes this run's checkpoints.
+    data_fingerprint = hashlib.sha256(b"".join(
+        pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+        for frame in (pairs["train"].to_pandas(), pairs["eval"].to_pandas(), eval_papers[["id"]]))).hexdigest()
     output_dir = Path(tempfile.mkdtemp(prefix="arxiv-model-")) / "model"
     result = train(
-        pairs["train"], pairs["eval"], splits[splits["split"] == "eval"], settings, output_dir,
+        pairs["train"], pairs["eval"], eval_papers, settings, output_dir,
         work_dir=Path(config.work_dir), data_fingerprint=data_fingerprint, run_name=f"model-{context.run_id[:8]}",
     )
     context.add_output_metadata({

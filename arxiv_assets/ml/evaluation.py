@@ -1,10 +1,24 @@
-"""Scoring an embedding model on the test split with the shared metric functions."""
+"""Scoring an embedding system on every slice users meet, and the quality gates a model must pass.
+
+Slices (``arxiv_assets.ml.splits``):
+
+* ``test``: held-out papers of the subjects the model was trained on (in distribution);
+* ``unseen``: papers of subjects held out of training altogether;
+* ``mixed``: test and unseen papers as one corpus (a search index holds both kinds);
+* ``new``: papers of the newest months, never trained on.
+
+Each slice gets subject retrieval (relevant = same primary subject) and known-item retrieval (a title
+must find its own abstract, what ``/search`` does); test and new get the linear probe fit on the
+``probe`` papers, unseen a cross-validated probe on its own papers. Every system (a model, TF-IDF,
+an export) is scored by the same code: it only supplies ``encode_texts``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from arxiv_assets.ml.embedding import Precision, encode
@@ -13,44 +27,179 @@ from arxiv_assets.ml.metrics import (
     ClassificationReport,
     RetrievalReport,
     Vectors,
+    cross_validated_probe,
+    fit_probe,
     known_item_retrieval,
-    linear_probe,
+    probe_report,
     subject_retrieval,
 )
+from arxiv_assets.ml.splits import JUDGING_SPLITS
 from arxiv_assets.ml.text import paper_texts
+
+SLICES: tuple[str, ...] = ("test", "unseen", "mixed", "new")
+MIXED_SPLITS: tuple[str, ...] = ("test", "unseen")
+PROBED_SPLITS: tuple[str, ...] = ("test", "new")  # scored by the probe fit on the train split's probe papers
+
+
+@dataclass(frozen=True)
+class SliceEvaluation:
+    papers: int
+    subject_retrieval: RetrievalReport
+    known_item: RetrievalReport | None  # None for the mixed slice (its parts are scored on their own)
+    classification: ClassificationReport | None
+
+    def headline(self) -> dict[str, float]:
+        """The figures tables, gates and benchmarks report for this slice, under one set of names."""
+        figures = {"papers": float(self.papers), "P@10": self.subject_retrieval.micro["P@10"],
+                   "P@10 macro": self.subject_retrieval.macro["P@10"],
+                   "NDCG@10": self.subject_retrieval.micro["NDCG@10"],
+                   "MAP@100": self.subject_retrieval.micro["MAP@100"]}
+        if self.known_item is not None:
+            figures |= {f"known-item {m}": self.known_item.micro[m] for m in ("R@1", "R@10", "MRR@10")}
+        if self.classification is not None:
+            figures |= {"LR accuracy": self.classification.accuracy, "LR macro-F1": self.classification.macro_f1}
+        return figures
 
 
 @dataclass(frozen=True)
 class ModelEvaluation:
-    subject_retrieval: RetrievalReport
-    known_item: RetrievalReport
-    classification: ClassificationReport
+    slices: dict[str, SliceEvaluation]  # only the slices the splits have papers for
     test_vectors: Vectors  # for plots
 
-
-def per_subject_sample(papers: pd.DataFrame, per_subject: int, seed: int = 0) -> pd.DataFrame:
-    """Up to ``per_subject`` random papers of each subject (benchmarks score on such a sample to save CPU time)."""
-    return (papers.sample(frac=1.0, random_state=seed).groupby("primary_subject", group_keys=False)
-            .head(per_subject).reset_index(drop=True))
+    def headline(self) -> dict[str, float]:
+        """``{"<slice>/<figure>": value}``: e.g. ``test/P@10``, ``unseen/LR accuracy``."""
+        return {f"{name}/{figure}": value for name, s in self.slices.items() for figure, value in s.headline().items()}
 
 
-def evaluate_encoder(encode_texts: Callable[[list[str]], Vectors], probe_train: pd.DataFrame, test: pd.DataFrame,
-                     seed: int = 0, probe_cs: Sequence[float] = PROBE_CS) -> ModelEvaluation:
-    """The evaluation every system gets, whatever turns texts into vectors (a model, TF-IDF, an export):
-    subject retrieval over the test papers, title -> own-abstract known-item retrieval, and a linear
-    probe fit on ``probe_train`` (the splits' ``probe`` papers) and scored on the test papers."""
-    test_vectors = encode_texts(paper_texts(test))
-    subjects = test["primary_subject"].tolist()
-    return ModelEvaluation(
-        subject_retrieval=subject_retrieval(test_vectors, subjects),
-        known_item=known_item_retrieval(encode_texts(test["title"].tolist()), encode_texts(test["abstract"].tolist()),
-                                        test["id"].tolist(), subjects),
-        classification=linear_probe(encode_texts(paper_texts(probe_train)), probe_train["primary_subject"],
-                                    test_vectors, subjects, seed=seed, cs=probe_cs),
-        test_vectors=test_vectors,
-    )
+def _rows(vectors: Vectors, mask: np.ndarray) -> Vectors:
+    return vectors[np.flatnonzero(mask)]  # integer rows: works for numpy and scipy sparse alike
 
 
-def evaluate_model(model, probe_train: pd.DataFrame, test: pd.DataFrame, batch_size: int = 64,
-                   precision: Precision = "fp32", seed: int = 0) -> ModelEvaluation:
-    return evaluate_encoder(lambda texts: encode(model, texts, batch_size, precision), probe_train, test, seed)
+def _answerable(subjects: np.ndarray) -> bool:
+    """Subject retrieval needs some subject with two papers (one to ask, one to find)."""
+    return bool(len(subjects)) and int(pd.Series(subjects).value_counts().max()) >= 2
+
+
+def evaluate_encoder(encode_texts: Callable[[list[str]], Vectors], splits: pd.DataFrame, seed: int = 0,
+                     probe_cs: Sequence[float] = PROBE_CS) -> ModelEvaluation:
+    """Every slice the splits hold, each paper, title and abstract encoded once."""
+    judged = splits[splits["split"].isin(JUDGING_SPLITS)].reset_index(drop=True)
+    if len(judged) < 2:
+        raise ValueError(f"the splits have no papers to evaluate on (splits {JUDGING_SPLITS})")
+    vectors = encode_texts(paper_texts(judged))
+    titles, abstracts = encode_texts(judged["title"].tolist()), encode_texts(judged["abstract"].tolist())
+    split, subjects = judged["split"].to_numpy(), judged["primary_subject"].to_numpy()
+    probe_classifier = None
+    if np.isin(split, PROBED_SPLITS).any():
+        probe = splits[splits["probe"]]
+        probe_classifier = fit_probe(encode_texts(paper_texts(probe)), probe["primary_subject"], seed, probe_cs)
+
+    def known_item(mask: np.ndarray) -> RetrievalReport:
+        return known_item_retrieval(_rows(titles, mask), _rows(abstracts, mask), judged["id"][mask].tolist(),
+                                    subjects[mask].tolist())
+
+    slices: dict[str, SliceEvaluation] = {}
+    for name in PROBED_SPLITS:
+        mask = split == name
+        if _answerable(subjects[mask]):
+            slices[name] = SliceEvaluation(
+                int(mask.sum()), subject_retrieval(_rows(vectors, mask), subjects[mask].tolist()), known_item(mask),
+                probe_report(probe_classifier, _rows(vectors, mask), subjects[mask].tolist()))
+    unseen = split == "unseen"
+    if _answerable(subjects[unseen]):
+        slices["unseen"] = SliceEvaluation(
+            int(unseen.sum()), subject_retrieval(_rows(vectors, unseen), subjects[unseen].tolist()), known_item(unseen),
+            cross_validated_probe(_rows(vectors, unseen), subjects[unseen].tolist(), seed, probe_cs)
+            if len(set(subjects[unseen])) > 1 else None)  # one unseen subject has nothing to classify
+        mixed = np.isin(split, MIXED_SPLITS)
+        slices["mixed"] = SliceEvaluation(
+            int(mixed.sum()), subject_retrieval(_rows(vectors, mixed), subjects[mixed].tolist()), None, None)
+    return ModelEvaluation(slices={name: slices[name] for name in SLICES if name in slices},
+                           test_vectors=_rows(vectors, split == "test"))
+
+
+def evaluate_model(model, splits: pd.DataFrame, batch_size: int = 64, precision: Precision = "fp32",
+                   seed: int = 0) -> ModelEvaluation:
+    return evaluate_encoder(lambda texts: encode(model, texts, batch_size, precision), splits, seed)
+
+
+def headline_table(headlines: dict[str, dict[str, float]], slice_name: str) -> pd.DataFrame:
+    """One slice's figures, a row per system (base, fine-tuned, tfidf, ...)."""
+    prefix = f"{slice_name}/"
+    return pd.DataFrame({system: {k[len(prefix):]: v for k, v in figures.items() if k.startswith(prefix)}
+                         for system, figures in headlines.items()}).T
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    min_p10_margin: float = 0.005  # in distribution the model must beat base and TF-IDF P@10 by this much
+    unseen_p10_tolerance: float = 0.005  # ...and may fall at most this far below the base on unseen subjects
+    unseen_lr_accuracy_tolerance: float = 0.01
+    known_item_mrr_tolerance: float = 0.01
+    new_p10_tolerance: float = 0.005
+    min_new_papers: int = 200  # a smaller new-months slice is reported, not gated
+    min_f1_margin: float = 0.0  # in-distribution LR macro-F1 over TF-IDF + LR
+
+
+# Every gate and the report it guards (ir_metrics: retrieval; classifier_metrics: the linear probe).
+GATE_ASSETS: dict[str, str] = {
+    "in_distribution_p10_beats_base_and_tfidf": "ir_metrics",
+    "known_item_mrr_not_below_base": "ir_metrics",
+    "unseen_subjects_p10_not_below_base": "ir_metrics",
+    "new_months_p10_not_below_base": "ir_metrics",
+    "lr_macro_f1_at_least_tfidf": "classifier_metrics",
+    "unseen_subjects_lr_accuracy_not_below_base": "classifier_metrics",
+}
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str  # a key of GATE_ASSETS
+    passed: bool
+    value: float
+    threshold: float
+    description: str
+
+
+def quality_gates(headlines: dict[str, dict[str, float]], settings: GateSettings,
+                  candidate: str = "fine-tuned") -> list[Gate]:
+    """Whether ``candidate`` may replace the untrained base: better in distribution, not worse off it.
+
+    The one place the promotion rules live: the evaluation's asset checks report these, and the
+    promoted model is chosen from them.
+    """
+    model, base, tfidf = headlines[candidate], headlines["base"], headlines["tfidf"]
+
+    def not_below_base(figure: str, tolerance: float, name: str) -> Gate:
+        return Gate(name, model[figure] >= base[figure] - tolerance, model[figure], base[figure] - tolerance,
+                    f"{figure} at least the base model's minus {tolerance}")
+
+    best_baseline = max(base["test/P@10"], tfidf["test/P@10"])
+    gates = [
+        Gate("in_distribution_p10_beats_base_and_tfidf",
+             model["test/P@10"] >= best_baseline + settings.min_p10_margin, model["test/P@10"],
+             best_baseline + settings.min_p10_margin,
+             f"test/P@10 at least max(base, TF-IDF) + {settings.min_p10_margin}"),
+        not_below_base("test/known-item MRR@10", settings.known_item_mrr_tolerance, "known_item_mrr_not_below_base"),
+        Gate("lr_macro_f1_at_least_tfidf",
+             model["test/LR macro-F1"] >= tfidf["test/LR macro-F1"] + settings.min_f1_margin,
+             model["test/LR macro-F1"], tfidf["test/LR macro-F1"] + settings.min_f1_margin,
+             f"test/LR macro-F1 at least TF-IDF + LR's plus {settings.min_f1_margin}"),
+    ]
+    gates += [not_below_base("unseen/P@10", settings.unseen_p10_tolerance, "unseen_subjects_p10_not_below_base")
+              if "unseen/P@10" in model else
+              _skipped("unseen_subjects_p10_not_below_base", "the splits hold no unseen subjects"),
+              not_below_base("unseen/LR accuracy", settings.unseen_lr_accuracy_tolerance,
+                             "unseen_subjects_lr_accuracy_not_below_base") if "unseen/LR accuracy" in model else
+              _skipped("unseen_subjects_lr_accuracy_not_below_base", "the splits hold fewer than two unseen subjects")]
+    new_papers = int(model.get("new/papers", 0))
+    gates.append(not_below_base("new/P@10", settings.new_p10_tolerance, "new_months_p10_not_below_base")
+                 if new_papers >= settings.min_new_papers else
+                 _skipped("new_months_p10_not_below_base",
+                          f"the new months hold {new_papers} papers, fewer than the {settings.min_new_papers} gated"))
+    return gates
+
+
+def _skipped(name: str, why: str) -> Gate:
+    """A gate with nothing to judge passes and says why (a slice too small to score is not a failure)."""
+    return Gate(name, True, float("nan"), float("nan"), f"not applied: {why}")

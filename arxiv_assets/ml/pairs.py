@@ -12,11 +12,14 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from arxiv_assets.ml.taxonomy import subject_description
 from arxiv_assets.ml.text import paper_text, paper_texts
 
-# Columns the trainer reads, in order. "subject" rides along for label-aware batching and reports;
+# Columns the trainer reads, in order. "subject" rides along for label-aware batching and reports,
+# "kind" says which objective a pair serves (multi-dataset training gives each kind its own batches);
 # the training code selects the text columns before handing the set to a loss.
 TEXT_COLUMNS: tuple[str, ...] = ("anchor", "positive")
 NEGATIVE_COLUMN = "negative"
 SUBJECT_COLUMN = "subject"
+KIND_COLUMN = "kind"
+PAIR_KINDS: tuple[str, ...] = ("title_abstract", "subject", "paper")
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,10 @@ def make_pairs(papers: pd.DataFrame, options: PairOptions) -> Dataset:
 
     A subject is drawn uniformly, then two different papers of it; or, for the title/abstract
     share, one paper's title and its own abstract; or, for the subject share, one paper and its
-    subject in words ("Astrophysics of Galaxies (astro-ph.GA)"). Uniform subjects is what keeps
-    cs.CV (39% of arXiv here) from drowning the small subjects.
+    subject in words ("Astrophysics of Galaxies (astro-ph.GA)"); the rest pair a paper with another
+    paper listed in its subject (as primary or cross-list). Uniform subjects is what keeps cs.CV
+    (39% of arXiv here) from drowning the small subjects. Anchors are drawn without replacement
+    within a subject until it runs out, so a small subject's papers are used evenly.
 
     Subject pairs cost one paper per pair instead of two, and in a subject-distinct batch (the
     ``mnrl_distinct_subjects`` loss) every other positive is another subject's name, so MNRL becomes
@@ -56,23 +61,42 @@ def make_pairs(papers: pd.DataFrame, options: PairOptions) -> Dataset:
     title_abstract = kind < options.title_abstract_fraction
     subject_named = ~title_abstract & (kind < options.title_abstract_fraction + options.subject_fraction)
     titles, abstracts = papers["title"], papers["abstract"]
-    anchors, positives, anchor_rows, subject_names = [], [], [], []
+    listed_in = _papers_listed_in(papers)
+    queues: dict[str, list[int]] = {s: [] for s in subjects}
+    anchors, positives, anchor_rows, subject_names, kinds = [], [], [], [], []
     for s, own, named in zip(drawn_subjects, title_abstract, subject_named, strict=True):
-        rows = by_subject[subjects[s]]
-        a, p = rng.choice(rows, size=2, replace=False)
+        subject = subjects[s]
+        if not queues[subject]:  # every paper of the subject once before any paper twice
+            queues[subject].extend(rng.permutation(by_subject[subject]).tolist())
+        a = queues[subject].pop()
         if own:
             anchors.append(titles[a])
             positives.append(abstracts[a])
         else:
             anchors.append(paper_text(titles[a], abstracts[a]))
-            positives.append(subject_description(subjects[s]) if named else paper_text(titles[p], abstracts[p]))
+            if named:
+                positives.append(subject_description(subject))
+            else:
+                p = rng.choice(listed_in[subject][listed_in[subject] != a])
+                positives.append(paper_text(titles[p], abstracts[p]))
         anchor_rows.append(a)
-        subject_names.append(subjects[s])
+        subject_names.append(subject)
+        kinds.append("title_abstract" if own else "subject" if named else "paper")
     columns: dict[str, list[str]] = {"anchor": anchors, "positive": positives}
     if options.hard_negatives:
         columns[NEGATIVE_COLUMN] = _hard_negatives(papers, np.asarray(anchor_rows), rng)
     columns[SUBJECT_COLUMN] = subject_names
+    columns[KIND_COLUMN] = kinds
     return Dataset.from_dict(columns)
+
+
+def _papers_listed_in(papers: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Subject -> the rows of every paper listing it, as primary subject or as a cross-list."""
+    listed: dict[str, list[int]] = {}
+    for row, categories, primary in zip(papers.index, papers["categories"], papers["primary_subject"], strict=True):
+        for category in {primary, *categories}:
+            listed.setdefault(category, []).append(row)
+    return {category: np.asarray(rows) for category, rows in listed.items()}
 
 
 def _hard_negatives(papers: pd.DataFrame, anchor_rows: np.ndarray, rng: np.random.Generator) -> list[str]:

@@ -1,4 +1,17 @@
-"""Train / eval / test splits that never move a paper between splits as data grows."""
+"""Which papers train the model and which judge it, assigned so that no paper ever moves from a
+judging slice into training as data grows.
+
+Every kept paper gets one ``split``:
+
+* ``train`` / ``eval`` / ``test``: papers of *seen* subjects, by a hash of the paper id;
+* ``new``: papers of seen subjects published in the newest ``new_months`` months (never all of the
+  months loaded), never trained on (the "next month's papers" slice; next month they take their
+  id-hash split like every other paper);
+* ``unseen``: every paper of a held-out subject, chosen by a hash of the *subject name* alone, so
+  a subject never moves between seen and unseen whichever months are loaded. Its papers never
+  enter pairs, training or the linear probe: they measure how the model does on subjects it was
+  never shown, which is where a model that collapses onto its training subjects loses.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +20,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-SPLITS: tuple[str, ...] = ("train", "eval", "test")
+SPLITS: tuple[str, ...] = ("train", "eval", "test", "new", "unseen")
+TRAINING_SPLITS: tuple[str, ...] = ("train", "eval")  # what pairs and training may read; nothing else
+JUDGING_SPLITS: tuple[str, ...] = ("test", "new", "unseen")
 
 
-def id_fraction(arxiv_id: str, salt: str) -> float:
-    """A uniform number in [0, 1) that depends only on the id (and the salt), never on the rest of the data."""
-    digest = hashlib.sha256(f"{salt}:{arxiv_id}".encode()).digest()
+def id_fraction(key: str, salt: str) -> float:
+    """A uniform number in [0, 1) that depends only on the key (and the salt), never on the rest of the data."""
+    digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
@@ -25,11 +40,24 @@ def split_of(arxiv_id: str, eval_fraction: float, test_fraction: float, salt: st
     return "train"
 
 
+def is_unseen_subject(subject: str, unseen_subject_fraction: float, salt: str) -> bool:
+    """Held out by a hash of the subject's name: the same answer whatever data is loaded."""
+    return id_fraction(subject, salt + ":unseen") < unseen_subject_fraction
+
+
 @dataclass(frozen=True)
 class SplitResult:
     papers: pd.DataFrame  # the paper columns plus "split" and "probe"
     dropped_subjects: dict[str, int]  # subject -> papers it had, below the minimum
     capped_subjects: dict[str, int]  # subject -> papers it had before the cap
+    unseen_subjects: list[str]  # held out of training, scored as the unseen slice
+    new_months: list[str]  # YYYY-MM months held out of training, scored as the new slice
+
+
+def _hash_rank(papers: pd.DataFrame, salt: str) -> pd.Series:
+    """Each paper's position within its subject when ordered by an id hash (0 = first)."""
+    ranked = papers.assign(_rank=papers["id"].map(lambda i: id_fraction(i, salt))).sort_values("_rank")
+    return ranked.groupby("primary_subject").cumcount().reindex(papers.index)
 
 
 def make_splits(
@@ -40,15 +68,19 @@ def make_splits(
     eval_fraction: float,
     test_fraction: float,
     probe_papers_per_subject: int | None = None,
+    unseen_subject_fraction: float = 0.0,
+    unseen_papers_per_subject: int | None = None,
+    new_months: int = 0,
     salt: str = "arxiv-embeddings",
 ) -> SplitResult:
-    """Assign every kept paper a split by a hash of its id.
+    """Assign every kept paper a split (see the module docstring).
 
     Subjects with fewer than ``min_papers_per_subject`` papers cannot be evaluated and are dropped.
     Large subjects are capped by keeping the papers with the smallest id hash (an independent hash
     from the split's), so the cap is a deterministic sample and a paper's split is the same
-    whichever months are loaded: adding a month can drop a paper from a capped subject, never
-    move it from test to train.
+    whichever months are loaded: adding a month can drop a paper from a capped subject, or move a
+    ``new`` paper to its id-hash split, never move a paper from a judging split into training.
+    Unseen subjects keep ``unseen_papers_per_subject`` papers (None: up to the cap), again by id hash.
 
     ``probe`` marks the labelled train papers every linear probe is fit on (``probe_papers_per_subject``
     per subject, again chosen by an id hash; None: all of train). One set for TF-IDF and every model
@@ -56,29 +88,53 @@ def make_splits(
     """
     if not 0 < eval_fraction + test_fraction < 1:
         raise ValueError(f"eval_fraction + test_fraction must be in (0, 1), got {eval_fraction + test_fraction}")
+    if not 0 <= unseen_subject_fraction < 1:
+        raise ValueError(f"unseen_subject_fraction must be in [0, 1), got {unseen_subject_fraction}")
     counts = papers["primary_subject"].value_counts()
     dropped = counts[counts < min_papers_per_subject]
     kept = papers[~papers["primary_subject"].isin(dropped.index)].reset_index(drop=True)
+    unseen_subjects = sorted(s for s in kept["primary_subject"].unique()
+                             if is_unseen_subject(s, unseen_subject_fraction, salt))
+    unseen = kept["primary_subject"].isin(unseen_subjects)
     capped: dict[str, int] = {}
     if max_papers_per_subject is not None:
-        kept["_cap_rank"] = kept["id"].map(lambda i: id_fraction(i, salt + ":cap"))
-        kept = kept.sort_values("_cap_rank")
         over = counts[(counts > max_papers_per_subject) & counts.index.isin(kept["primary_subject"])]
         capped = {str(s): int(n) for s, n in over.items()}
-        kept = kept.groupby("primary_subject", group_keys=False).head(max_papers_per_subject).drop(columns="_cap_rank")
+    cap_rank = _hash_rank(kept, salt + ":cap")
+    keep = pd.Series(True, index=kept.index)
+    if max_papers_per_subject is not None:
+        keep &= cap_rank < max_papers_per_subject
+    if unseen_papers_per_subject is not None:
+        keep &= ~unseen | (cap_rank < unseen_papers_per_subject)
+    kept, unseen = kept[keep].copy(), unseen[keep]
+
+    month = kept["published"].str[:7]
+    months = sorted(month.unique())
+    held = min(new_months, len(months) - 1)  # never every month: something must be left to train on
+    held_months = months[-held:] if held > 0 else []
     kept["split"] = kept["id"].map(lambda i: split_of(i, eval_fraction, test_fraction, salt))
+    kept.loc[month.isin(held_months), "split"] = "new"
+    kept.loc[unseen, "split"] = "unseen"
     kept["probe"] = kept["split"] == "train"
     if probe_papers_per_subject is not None:
         train = kept[kept["probe"]]
-        rank = (train.assign(_rank=train["id"].map(lambda i: id_fraction(i, salt + ":probe")))
-                .sort_values("_rank").groupby("primary_subject").cumcount())
-        kept["probe"] = kept.index.isin(rank.index[rank < probe_papers_per_subject])
+        kept["probe"] = kept.index.isin(train.index[_hash_rank(train, salt + ":probe") < probe_papers_per_subject])
     kept = kept.sort_values(["split", "primary_subject", "id"]).reset_index(drop=True)
     return SplitResult(
         papers=kept,
         dropped_subjects={str(s): int(n) for s, n in dropped.items()},
         capped_subjects=capped,
+        unseen_subjects=unseen_subjects,
+        new_months=held_months,
     )
+
+
+def papers_in(splits: pd.DataFrame, *names: str) -> pd.DataFrame:
+    """The papers of the named splits, re-indexed from 0 (what every consumer of the splits reads)."""
+    unknown = set(names) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"unknown split(s) {sorted(unknown)}; splits are {SPLITS}")
+    return splits[splits["split"].isin(names)].reset_index(drop=True)
 
 
 def split_counts(papers: pd.DataFrame) -> pd.DataFrame:

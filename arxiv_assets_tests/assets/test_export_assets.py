@@ -14,7 +14,7 @@ import pytest
 
 from arxiv_assets.assets.data import splits
 from arxiv_assets.assets.export import FaissIndexConfig, OnnxModelConfig, faiss_index, onnx_model, parity_sample
-from arxiv_assets.assets.training import model
+from arxiv_assets.assets.promotion import promoted_model
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, encode, load_model, resolve_model_source
 from arxiv_assets.ml.export import (
     ExportError,
@@ -42,12 +42,12 @@ class Pipeline:
     base_uri: str
     instance: dg.DagsterInstance
     splits: pd.DataFrame
-    model_dir: Path  # a copy of what `model` holds, for reference embeddings
+    model_dir: Path  # a copy of what `promoted_model` holds, for reference embeddings
 
     def materialize(self, assets, run_config: dict) -> dg.ExecuteInProcessResult:
         return dg.materialize(
             # the real upstream assets, read from the store (not re-run): their stored versions are the inputs
-            [model.to_source_asset(), splits.to_source_asset(), *assets], selection=assets,
+            [promoted_model.to_source_asset(), splits.to_source_asset(), *assets], selection=assets,
             instance=self.instance, raise_on_error=False,
             resources={"io_manager": ArtifactIOManager(base_uri=self.base_uri)},
             run_config=dg.RunConfig(ops=run_config),
@@ -56,7 +56,7 @@ class Pipeline:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory):
-    """``model`` (the bundled all-MiniLM-L6-v2, as the training asset would store it) and ``splits`` (real
+    """``promoted_model`` (the bundled all-MiniLM-L6-v2, as the promotion asset would store it) and ``splits`` (real
     papers from 6 subjects) in an artifact store, plus an on-disk Dagster instance."""
     papers = pd.read_parquet(BUNDLED_SAMPLE)
     subjects = papers["primary_subject"].value_counts().index[:6]
@@ -68,7 +68,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory):
     shutil.copytree(resolve_model_source(BUNDLED_BASE_MODEL), reference)
     published = tmp_path_factory.mktemp("published") / "model"
     shutil.copytree(reference, published)
-    store.publish("model", published)  # what the model asset's IO manager writes
+    store.publish("promoted_model", published)  # what the promoted_model asset's IO manager writes
     store.publish("splits", result.papers)
     home = tmp_path_factory.mktemp("dagster_home")
     with dg.DagsterInstance.from_config(str(home)) as instance:

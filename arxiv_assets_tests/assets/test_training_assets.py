@@ -1,7 +1,8 @@
-"""model -> ir_metrics / classifier_metrics on the smoke graph, with real (tiny) training."""
+"""model -> ir_metrics / classifier_metrics -> promoted_model on the smoke graph, with real (tiny) training."""
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
@@ -10,27 +11,27 @@ import pytest
 
 from arxiv_assets.assets.baseline import tfidf_baseline
 from arxiv_assets.assets.data import pairs, raw_papers, splits
-from arxiv_assets.assets.evaluation import (
-    BEATS_BASELINES,
-    BEATS_SERVED,
-    F1_AT_LEAST_TFIDF,
-    evaluation,
-    served_model_uri,
-)
+from arxiv_assets.assets.evaluation import BEATS_SERVED, evaluation
+from arxiv_assets.assets.promotion import promoted_model
 from arxiv_assets.assets.training import model
-from arxiv_assets.ml.embedding import ModelLoadError, encode, load_model
+from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, ModelLoadError, encode, load_model
+from arxiv_assets.ml.evaluation import GATE_ASSETS, SLICES, GateSettings
+from arxiv_assets.ml.export import model_fingerprint
+from arxiv_assets.profiles import get_profile
 from arxiv_assets.resources.artifact_store import ArtifactIOManager, ArtifactStore
 from arxiv_assets.resources.paper_source import PaperSource
 from arxiv_assets_tests.conftest import SmokeModel, run_error_text, smoke_run_config
 
-GRAPH = [raw_papers, splits, pairs, tfidf_baseline, model, evaluation]
+GRAPH = [raw_papers, splits, pairs, tfidf_baseline, model, evaluation, promoted_model]
+STRICT_GATES = asdict(GateSettings())  # the default profile's gates, not the smoke profile's lenient ones
 
 
 def test_smoke_training_saves_a_model_that_reloads_and_embeds(smoke_model: SmokeModel) -> None:
     assert smoke_model.run.success
     materialization = smoke_model.run.asset_materializations_for_node("model")[0]
     metadata = {k: v.value for k, v in materialization.metadata.items()}
-    assert metadata["loss"] == "mnrl_distinct_subjects"
+    assert metadata["loss"] == get_profile("smoke").train.loss
+    assert metadata["settings"]["multi_dataset"] is True  # one dataset and one loss per kind of pair
     assert metadata["steps"] == 4
     assert metadata["max_seq_length"] == 64  # the smoke cap, below the measured p90
     assert metadata["train_seq_length"] == 32  # trained on shorter texts than it encodes
@@ -45,26 +46,41 @@ def test_smoke_training_saves_a_model_that_reloads_and_embeds(smoke_model: Smoke
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
-def test_evaluation_reports_all_three_systems_on_the_same_test_split(smoke_model: SmokeModel) -> None:
+def test_evaluation_reports_every_system_on_every_slice(smoke_model: SmokeModel) -> None:
     store = smoke_model.artifacts.store
-    test_papers = int((smoke_model.artifacts.load("splits")["split"] == "test").sum())
+    splits_table = smoke_model.artifacts.load("splits")
     ir = json.loads((store.local_payload(store.latest_uri("ir_metrics")) / "metrics.json").read_text())
-    for average in ("micro", "macro"):
-        assert set(ir["subject_retrieval"][average]) == {"base", "fine-tuned", "tfidf"}
-        for scores in ir["subject_retrieval"][average].values():
-            assert {"P@1", "P@5", "P@10", "MRR@10", "NDCG@10", "MAP@100"} <= set(scores)
-            assert all(0.0 <= v <= 1.0 for v in scores.values())
-    assert set(ir["known_item"]) == {"base", "fine-tuned", "tfidf"}
-    assert ir["test_papers"] == test_papers
+    assert set(ir["headline"]) == {"base", "fine-tuned", "tfidf"}
+    for figures in ir["headline"].values():
+        for slice_name in SLICES:
+            assert 0.0 <= figures[f"{slice_name}/P@10"] <= 1.0
+        assert figures["test/papers"] == (splits_table["split"] == "test").sum()
+        assert figures["unseen/papers"] == (splits_table["split"] == "unseen").sum()
+        assert {"test/known-item MRR@10", "unseen/known-item R@1", "unseen/LR accuracy", "new/P@10"} <= set(figures)
+    assert ir["model_fingerprint"] == model_fingerprint(smoke_model.model_dir)
+    assert {g["name"] for g in ir["gates"]} == {*GATE_ASSETS, BEATS_SERVED}
     assert (store.local_payload(store.latest_uri("ir_metrics")) / "projection.png").stat().st_size > 10_000
     clf_dir = store.local_payload(store.latest_uri("classifier_metrics"))
     clf = json.loads((clf_dir / "metrics.json").read_text())
-    assert set(clf["classification"]) == {"base", "fine-tuned", "tfidf", "tfidf (LR on all train)"}
+    assert clf["gates"] == ir["gates"] and "accuracy" in clf["tfidf_lr_all_train"]
     assert (clf_dir / "confusion.png").exists()
     # the base model, untouched by training, retrieves far above chance on real papers
-    subjects = smoke_model.artifacts.load("splits").query("split == 'test'")["primary_subject"]
+    subjects = splits_table.query("split == 'test'")["primary_subject"]
     chance = float(((subjects.value_counts() / len(subjects)) ** 2).sum())
-    assert ir["subject_retrieval"]["micro"]["base"]["P@10"] > chance + 0.1
+    assert ir["headline"]["base"]["test/P@10"] > chance + 0.1
+    # every gate is an asset check on the report it guards
+    checks = {e.check_name: e for e in smoke_model.run.get_asset_check_evaluations()}
+    assert set(checks) == {*GATE_ASSETS, BEATS_SERVED}
+    for name, asset in GATE_ASSETS.items():
+        assert checks[name].asset_key == dg.AssetKey(asset)
+
+
+def test_a_model_that_passes_the_gates_is_promoted_as_it_is(smoke_model: SmokeModel) -> None:
+    promoted = smoke_model.run.asset_materializations_for_node("promoted_model")[0]
+    metadata = {k: v.value for k, v in promoted.metadata.items()}
+    assert metadata["promoted"] == "fine-tuned" and metadata["failed_gates"] == []
+    promoted_dir = smoke_model.artifacts.store.local_payload(metadata["uri"])
+    assert model_fingerprint(promoted_dir) == model_fingerprint(smoke_model.model_dir) == metadata["model_fingerprint"]
 
 
 def _store_with_model(smoke_model: SmokeModel, tmp_path: Path, model_dir: Path,
@@ -93,36 +109,60 @@ def _random_model(smoke_model: SmokeModel, tmp_path: Path) -> Path:
     return tmp_path / "random-model"
 
 
-def _evaluate(base_uri: str, instance: dg.DagsterInstance, **margins: float) -> dg.ExecuteInProcessResult:
+def _evaluate_and_promote(base_uri: str, instance: dg.DagsterInstance, **gates: float) -> dg.ExecuteInProcessResult:
     config = smoke_run_config("evaluation")
-    config.ops["evaluation"]["config"] |= margins
+    config.ops["evaluation"]["config"] |= gates
     return dg.materialize(
-        GRAPH, selection=[evaluation], raise_on_error=False, run_config=config, instance=instance,
+        GRAPH, selection=[evaluation, promoted_model], raise_on_error=False, run_config=config, instance=instance,
         resources={"io_manager": ArtifactIOManager(base_uri=base_uri), "paper_source": PaperSource()},
     )
 
 
-def test_a_worse_model_fails_every_blocking_check_and_is_not_promoted(smoke_model: SmokeModel,
-                                                                       tmp_path: Path) -> None:
+def _promoted(result: dg.ExecuteInProcessResult) -> dict:
+    materialization = result.asset_materializations_for_node("promoted_model")[0]
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def test_a_worse_model_fails_the_gates_and_the_base_model_is_promoted_instead(smoke_model: SmokeModel,
+                                                                             tmp_path: Path) -> None:
     instance = dg.DagsterInstance.ephemeral()
     good = shutil.copytree(smoke_model.model_dir, tmp_path / "good-model")
-    first = _evaluate(_store_with_model(smoke_model, tmp_path, good, instance), instance)
-    assert first.success  # smoke margins: the first model is promoted (nothing served yet)
-    served = served_model_uri(instance)
-    assert served is not None and served.endswith(ArtifactStore(str(tmp_path / "store")).versions("model")[-1])
+    first = _evaluate_and_promote(_store_with_model(smoke_model, tmp_path, good, instance), instance)
+    assert first.success and _promoted(first)["promoted"] == "fine-tuned"  # smoke gates: the first model passes
 
     worse = _random_model(smoke_model, tmp_path)
-    second = _evaluate(_store_with_model(smoke_model, tmp_path, worse, instance), instance,
-                       min_p10_margin=0.0, min_f1_margin=0.0)
+    second = _evaluate_and_promote(_store_with_model(smoke_model, tmp_path, worse, instance), instance,
+                                   **STRICT_GATES)
+    assert second.success  # a failed gate is not an error: the run goes on and promotes the base model
     checks = {e.check_name: e for e in second.get_asset_check_evaluations()}
-    assert not checks[BEATS_BASELINES].passed
-    assert not checks[F1_AT_LEAST_TFIDF].passed
-    assert not checks[BEATS_SERVED].passed
+    for name in ("in_distribution_p10_beats_base_and_tfidf", "known_item_mrr_not_below_base",
+                 "unseen_subjects_p10_not_below_base", "unseen_subjects_lr_accuracy_not_below_base", BEATS_SERVED):
+        assert not checks[name].passed, name
     promotion = {k: v.value for k, v in checks[BEATS_SERVED].metadata.items()}
-    assert promotion["served_model_uri"] == served
-    assert promotion["P@10 fine-tuned"] < promotion["P@10 served"]
-    assert not second.success  # blocking: nothing downstream of the metrics is built from this model
-    assert served_model_uri(instance) == served  # the service keeps the old model
+    assert promotion["value"] < promotion["threshold"]  # scored below the served fine-tuned model
+    promoted = _promoted(second)
+    assert promoted["promoted"] == "base" and "unseen_subjects_p10_not_below_base" in promoted["failed_gates"]
+    store = ArtifactStore(str(tmp_path / "store"))
+    base_dir = store.local_payload(promoted["uri"])
+    texts = ["Dark matter halos of dwarf galaxies", "A transformer for low-resource translation"]
+    np.testing.assert_allclose(encode(load_model(base_dir), texts), encode(load_model(BUNDLED_BASE_MODEL), texts),
+                               atol=1e-5)  # the untrained base model's weights...
+    # ...encoding as many tokens as the model it replaces (the random model keeps the smoke model's length)
+    assert load_model(base_dir).max_seq_length == load_model(smoke_model.model_dir).max_seq_length
+
+
+def test_promotion_refuses_reports_about_another_model(smoke_model: SmokeModel, tmp_path: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    evaluated = shutil.copytree(smoke_model.model_dir, tmp_path / "evaluated-model")  # publishing moves it
+    base_uri = _store_with_model(smoke_model, tmp_path, evaluated, instance)
+    assert _evaluate_and_promote(base_uri, instance).success
+    _store_with_model(smoke_model, tmp_path, _random_model(smoke_model, tmp_path), instance)  # a newer model...
+    alone = dg.materialize(  # ...promoted against the reports of the old one
+        GRAPH, selection=[promoted_model], raise_on_error=False, instance=instance,
+        resources={"io_manager": ArtifactIOManager(base_uri=base_uri), "paper_source": PaperSource()},
+    )
+    assert not alone.success
+    assert "not the model being promoted" in run_error_text(alone)
 
 
 def test_corrupt_model_directory_gives_a_clear_error(smoke_model: SmokeModel, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from scipy import sparse
 
 from arxiv_assets.ml.metrics import (
     classification_metrics,
+    cross_validated_probe,
     known_item_retrieval,
     linear_probe,
     retrieval_metrics,
@@ -166,3 +167,19 @@ def test_linear_probe_chooses_c_on_its_training_papers_alone():
     fixed = linear_probe(features, labels, test_features, flipped, cs=(3.0,))
     assert fixed.regularization_c == 3.0
     assert again.accuracy > 0.8 and report.accuracy < 0.2
+
+
+def test_cross_validated_probe_predicts_each_paper_with_a_probe_that_never_saw_it():
+    # Each paper has a feature of its own and a random label: a probe that saw a paper predicts it
+    # perfectly, one that did not can only guess. Pooled out-of-fold predictions must look like guessing.
+    rng = np.random.default_rng(1)
+    labels = np.array(["a", "b"] * 40)
+    rng.shuffle(labels)
+    features = np.eye(80) * 5.0
+    memorized = linear_probe(features, labels, features, labels, cs=(100.0,))
+    assert memorized.accuracy == 1.0
+    report = cross_validated_probe(features, labels, cs=(100.0,))
+    assert report.per_class["support"].sum() == 80  # every paper predicted exactly once
+    assert report.accuracy < 0.7
+    with pytest.raises(ValueError, match="at least two papers of every subject"):
+        cross_validated_probe(features[:3], ["a", "a", "b"])

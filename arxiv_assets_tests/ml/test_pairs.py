@@ -29,7 +29,7 @@ def subject_by_text(papers: pd.DataFrame) -> dict[str, str]:
 def test_layout_and_subject_balance(papers):
     pairs = make_pairs(papers, PairOptions(n_pairs=2000, seed=1))
     assert isinstance(pairs, Dataset)
-    assert pairs.column_names == ["anchor", "positive", "subject"]
+    assert pairs.column_names == ["anchor", "positive", "subject", "kind"]
     assert len(pairs) == 2000
     counts = pd.Series(pairs["subject"]).value_counts()
     assert set(counts.index) == set(SUBJECT_SIZES)
@@ -37,13 +37,27 @@ def test_layout_and_subject_balance(papers):
     assert ((counts - 500).abs() < 75).all(), counts.to_dict()
 
 
-def test_anchor_and_positive_are_two_papers_of_the_pair_subject(papers):
+def test_anchor_and_positive_are_two_papers_listed_in_the_pair_subject(papers):
     pairs = make_pairs(papers, PairOptions(n_pairs=400, seed=2))
     subjects = subject_by_text(papers)
+    categories = dict(zip(subject_by_text(papers), papers["categories"], strict=True))
+    assert set(pairs["kind"]) == {"paper"}
     for row in pairs:
         assert subjects[row["anchor"]] == row["subject"]
-        assert subjects[row["positive"]] == row["subject"]
+        assert row["subject"] in {subjects[row["positive"]], *categories[row["positive"]]}  # primary or cross-list
         assert row["anchor"] != row["positive"]
+
+
+def test_anchors_use_every_paper_of_a_subject_before_any_twice(papers):
+    pairs = make_pairs(papers, PairOptions(n_pairs=600, title_abstract_fraction=1.0, seed=9))
+    titles = pd.Series(pairs["anchor"])
+    per_subject = pd.Series(pairs["subject"]).value_counts()
+    for subject, size in SUBJECT_SIZES.items():  # ~150 draws per subject
+        drawn = titles[pd.Series(pairs["subject"]) == subject].value_counts()
+        if per_subject[subject] <= size:
+            assert drawn.max() == 1, subject
+        else:
+            assert drawn.max() - drawn.min() <= 1, subject
 
 
 def test_title_abstract_fraction_is_honoured(papers):
@@ -52,6 +66,7 @@ def test_title_abstract_fraction_is_honoured(papers):
     subject_of_title = dict(zip(papers["title"], papers["primary_subject"], strict=True))
     own = [row for row in pairs if row["anchor"] in abstract_of_title]
     assert len(own) / len(pairs) == pytest.approx(0.3, abs=0.05)
+    assert sum(k == "title_abstract" for k in pairs["kind"]) == len(own)
     for row in own:  # a title and its own abstract
         assert row["positive"] == abstract_of_title[row["anchor"]]
         assert row["subject"] == subject_of_title[row["anchor"]]
@@ -66,6 +81,7 @@ def test_subject_pairs_put_a_paper_beside_its_subject_in_words(papers):
     subjects = subject_by_text(papers)
     named = [row for row in pairs if row["positive"] == subject_description(row["subject"])]
     assert len(named) / len(pairs) == pytest.approx(0.5, abs=0.05)
+    assert all(row["kind"] == "subject" for row in named)
     for row in named:  # the anchor is a whole paper of that subject
         assert subjects[row["anchor"]] == row["subject"]
     assert {row["positive"] for row in named} == {
@@ -84,7 +100,7 @@ def test_unknown_subject_codes_are_described_by_the_code():
 
 def test_hard_negatives_come_from_another_subject(papers):
     pairs = make_pairs(papers, PairOptions(n_pairs=300, hard_negatives=True, seed=4))
-    assert pairs.column_names == ["anchor", "positive", "negative", "subject"]
+    assert pairs.column_names == ["anchor", "positive", "negative", "subject", "kind"]
     subjects = subject_by_text(papers)
     negative_subjects = [subjects[n] for n in pairs["negative"]]
     assert all(ns != s for ns, s in zip(negative_subjects, pairs["subject"], strict=True))

@@ -1,9 +1,19 @@
-"""make_splits on real papers: splits never move as months are added; drops, caps and fractions."""
+"""make_splits on real papers: splits never move as months are added; drops, caps and fractions;
+unseen subjects and new months that training never touches."""
 
 import pandas as pd
 import pytest
 
-from arxiv_assets.ml.splits import SPLITS, id_fraction, make_splits, split_counts, split_of
+from arxiv_assets.ml.splits import (
+    SPLITS,
+    TRAINING_SPLITS,
+    id_fraction,
+    is_unseen_subject,
+    make_splits,
+    papers_in,
+    split_counts,
+    split_of,
+)
 
 SETTINGS = {"min_papers_per_subject": 40, "max_papers_per_subject": 120, "eval_fraction": 0.1,
             "test_fraction": 0.15}
@@ -79,7 +89,7 @@ def test_columns_and_order(sample_papers):
     papers = months(sample_papers, "2025-06", "2025-06")
     result = make_splits(papers, **SETTINGS)
     assert list(result.papers.columns) == [*papers.columns, "split", "probe"]
-    assert set(result.papers["split"]) == set(SPLITS)
+    assert set(result.papers["split"]) == {"train", "eval", "test"}  # no unseen subjects, no new months asked for
     assert result.papers["id"].is_unique
     assert result.papers.index.tolist() == list(range(len(result.papers)))
 
@@ -113,3 +123,70 @@ def test_probe_papers_are_a_stable_per_subject_sample_of_train(sample_papers):
     # None: every train paper is a probe paper.
     everything = make_splits(papers, **SETTINGS).papers
     assert everything["probe"].equals(everything["split"] == "train")
+
+
+SLICE_SETTINGS = {**SETTINGS, "unseen_subject_fraction": 1 / 3, "new_months": 1}
+
+
+def test_unseen_subjects_never_reach_training_and_are_chosen_by_name_alone(sample_papers):
+    result = make_splits(sample_papers, **SLICE_SETTINGS)
+    papers = result.papers
+    unseen = set(papers.loc[papers["split"] == "unseen", "primary_subject"])
+    assert unseen == set(result.unseen_subjects) and len(unseen) >= 5
+    assert unseen.isdisjoint(papers_in(papers, *TRAINING_SPLITS, "test", "new")["primary_subject"])
+    assert not papers.loc[papers["split"] == "unseen", "probe"].any()  # nor the linear probe
+    kept = papers["primary_subject"].unique()
+    assert unseen == {s for s in kept if is_unseen_subject(s, 1 / 3, "arxiv-embeddings")}
+    share = len(unseen) / len(kept)
+    assert 0.15 < share < 0.55  # "about a third", as a hash of the names gives it
+
+
+def test_adding_a_month_moves_no_paper_between_seen_and_unseen_and_nothing_into_training(sample_papers):
+    before = make_splits(months(sample_papers, "2025-03", "2025-12"), **SLICE_SETTINGS)
+    after = make_splits(months(sample_papers, "2025-03", "2026-01"), **SLICE_SETTINGS)
+    both = before.papers.merge(after.papers, on="id", suffixes=("_before", "_after"))
+    assert len(both) > 2000  # the cap (120 per subject) keeps most papers of both runs
+    was_unseen = both["split_before"] == "unseen"
+    assert was_unseen.any() and (both.loc[was_unseen, "split_after"] == "unseen").all()
+    assert (both.loc[~was_unseen, "split_after"] != "unseen").all()
+    # Judging papers never become training papers; the held-out month takes its id-hash split next month.
+    judged_before = both["split_before"].isin(["test", "unseen"])
+    assert not both.loc[judged_before, "split_after"].isin(TRAINING_SPLITS).any()
+    assert before.new_months == ["2025-12"] and after.new_months == ["2026-01"]
+    moved = both[both["split_before"] == "new"]
+    assert len(moved) > 100
+    assert (moved["split_after"] == moved["id"].map(lambda i: split_of(i, 0.1, 0.15, "arxiv-embeddings"))).all()
+
+
+def test_new_months_hold_the_newest_papers_of_seen_subjects(sample_papers):
+    papers = months(sample_papers, "2025-03", "2026-06")
+    result = make_splits(papers, **{**SLICE_SETTINGS, "new_months": 2})
+    new = papers_in(result.papers, "new")
+    assert set(new["published"].str[:7]) == {"2026-05", "2026-06"} == set(result.new_months)
+    rest = papers_in(result.papers, *TRAINING_SPLITS, "test")
+    assert (rest["published"].str[:7] < "2026-05").all()
+    assert set(new["primary_subject"]).isdisjoint(result.unseen_subjects)
+
+
+def test_unseen_subjects_keep_a_bounded_stable_sample(sample_papers):
+    result = make_splits(sample_papers, **SLICE_SETTINGS, unseen_papers_per_subject=25).papers
+    per_subject = result[result["split"] == "unseen"]["primary_subject"].value_counts()
+    assert (per_subject <= 25).all() and (per_subject == 25).any()
+    again = make_splits(sample_papers.sample(frac=1.0, random_state=2), **SLICE_SETTINGS,
+                        unseen_papers_per_subject=25).papers
+    assert set(again.loc[again["split"] == "unseen", "id"]) == set(result.loc[result["split"] == "unseen", "id"])
+
+
+def test_papers_in_refuses_an_unknown_split(sample_papers):
+    papers = make_splits(months(sample_papers, "2025-06", "2025-06"), **SETTINGS).papers
+    assert len(papers_in(papers, "train", "eval")) == papers["split"].isin(["train", "eval"]).sum()
+    with pytest.raises(ValueError, match="unknown split"):
+        papers_in(papers, "validation")
+    assert SPLITS == ("train", "eval", "test", "new", "unseen")
+
+
+def test_the_only_months_loaded_are_never_all_held_out(sample_papers):
+    one = make_splits(months(sample_papers, "2025-06", "2025-06"), **{**SLICE_SETTINGS, "new_months": 2})
+    assert one.new_months == [] and "new" not in set(one.papers["split"])
+    two = make_splits(months(sample_papers, "2025-06", "2025-07"), **{**SLICE_SETTINGS, "new_months": 2})
+    assert two.new_months == ["2025-07"]

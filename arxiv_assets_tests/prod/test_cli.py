@@ -60,4 +60,5 @@ def test_cli_materializes_a_partition_and_its_downstream(tmp_path, monkeypatch):
     smoke = run_config("smoke").ops
     assert splits.groupby("primary_subject").size().max() <= smoke["splits"]["config"]["max_papers_per_subject"]
     assert len(store.load_latest("pairs")["train"]) == smoke["pairs"]["config"]["train_pairs"]
-    assert store.load_latest("tfidf_baseline")["test_papers"] == int((splits["split"] == "test").sum())
+    assert store.load_latest("tfidf_baseline")["headline"]["test/papers"] == int((splits["split"] == "test").sum())
+    assert "new" not in set(splits["split"])  # one month loaded: it is not held out, it is all there is to train on

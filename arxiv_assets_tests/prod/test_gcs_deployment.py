@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from arxiv_assets.definitions import ALL_ASSETS, defs
 from arxiv_assets.deployments import current_deployment, executor_for, resources_for
+from arxiv_assets.ml.splits import SPLITS
 from arxiv_assets.profiles import run_config
 from arxiv_assets.resources.artifact_store import LATEST, MANIFEST, PAYLOAD, ArtifactStore
 from arxiv_assets.resources.gcs import GCSArtifactIOManager
@@ -108,13 +109,13 @@ def test_every_asset_lands_in_the_bucket(gcs_emulator: GCSEmulator, monkeypatch:
     assert formats["splits"] == "parquet"
     assert formats["pairs"] == "hf_dataset"
     assert formats["tfidf_baseline"] == "json"
-    assert formats["model"] == "directory"
+    assert formats["model"] == formats["promoted_model"] == "directory"
 
     # Artifacts load back through ArtifactStore("gs://...") in a fresh reader.
     splits = store.load_latest("splits")
     assert isinstance(splits, pd.DataFrame)
     assert len(splits) == downstream.asset_materializations_for_node("splits")[0].metadata["dagster/row_count"].value
-    assert set(splits["split"]) == {"train", "eval", "test"}
+    assert {"train", "eval", "test"} <= set(splits["split"]) <= set(SPLITS)
     month = store.load_latest("raw_papers/2025-05-01")
     assert month["published"].str.startswith("2025-05").all()
     pairs = store.load_latest("pairs")

