@@ -56,8 +56,10 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
                             "train_seq_length": 64, "multi_dataset": False}),
     # Half title -> abstract, half paper -> subject name, one MNRL over mixed batches.
     "title+names-mixed": ({"title_abstract_fraction": 0.5, "subject_fraction": 0.5}, {"multi_dataset": False}),
-    "lr-2e-5": ({}, {"learning_rate": 2e-5}),
+    # The same pairs with plain MNRL everywhere: paper -> paper batches full of same-subject "negatives".
+    "mnrl-no-duplicates": ({}, {"loss": "mnrl"}),
     "lr-1e-4": ({}, {"learning_rate": 1e-4}),
+    "lr-2e-5": ({}, {"learning_rate": 2e-5}),
     "gist": ({}, {"loss": "gist"}),
     "no-subject-names": ({"subject_fraction": 0.0, "title_abstract_fraction": 0.5}, {}),
     "pairs-x2": ({"train_pairs": 2 * get_profile("default").pairs.train_pairs}, {}),

