@@ -87,7 +87,9 @@ def choose_max_seq_length(percentiles: dict[str, int], cap: int) -> int:
 
 
 def ir_evaluator(eval_papers: pd.DataFrame, queries_per_subject: int, seed: int, name: str = "eval"):
-    """Subject retrieval on the eval split while training: each subject's first papers query, the rest are corpus."""
+    """Subject retrieval on the eval split while training: each subject's first papers query, the rest are corpus.
+
+    None when no subject has papers left over for the corpus (a tiny eval split): nothing to score."""
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
     shuffled = eval_papers.sample(frac=1.0, random_state=seed)
@@ -95,6 +97,8 @@ def ir_evaluator(eval_papers: pd.DataFrame, queries_per_subject: int, seed: int,
     queries_df, corpus_df = shuffled[rank < queries_per_subject], shuffled[rank >= queries_per_subject]
     corpus_by_subject = corpus_df.groupby("primary_subject")["id"].apply(set).to_dict()
     queries_df = queries_df[queries_df["primary_subject"].isin(corpus_by_subject)]
+    if queries_df.empty:
+        return None
     return InformationRetrievalEvaluator(
         queries=dict(zip(queries_df["id"], paper_texts(queries_df), strict=True)),
         corpus=dict(zip(corpus_df["id"], paper_texts(corpus_df), strict=True)),
@@ -227,6 +231,7 @@ def train(
     os.environ.setdefault("WANDB_MODE", "offline")  # no login needed; `wandb sync` uploads later
     os.environ.setdefault("WANDB_PROJECT", "arxiv-embeddings")
     os.environ.setdefault("WANDB_DIR", str(work_dir))
+    evaluator = ir_evaluator(eval_papers, settings.eval_queries_per_subject, settings.seed)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=settings.epochs,
@@ -238,7 +243,7 @@ def train(
         bf16=bf16,
         use_cpu=not on_cuda,
         batch_sampler=sampler,
-        eval_strategy="steps",
+        eval_strategy="steps" if evaluator is not None or eval_dataset is not None else "no",
         eval_steps=settings.checkpoint_steps,
         save_strategy="steps",
         save_steps=settings.checkpoint_steps,
@@ -251,7 +256,6 @@ def train(
         dataloader_drop_last=False,
         disable_tqdm=False,
     )
-    evaluator = ir_evaluator(eval_papers, settings.eval_queries_per_subject, settings.seed)
     loss = _loss(settings.loss, model, settings.base_model, device)
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
@@ -262,7 +266,7 @@ def train(
     output = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - started
     model.max_seq_length = max_seq_length  # what the saved model encodes with
-    final_eval = {k: float(v) for k, v in evaluator(model).items()}
+    final_eval = {k: float(v) for k, v in evaluator(model).items()} if evaluator is not None else {}
     wandb_info = _wandb_info()
     if settings.report_to_wandb:
         import wandb

@@ -22,7 +22,7 @@ from arxiv_assets.resources.artifact_store import ArtifactStore
 
 from .conftest import PROJECT_ROOT, VENV_BIN, subprocess_env
 
-MONTH = "2025-05-01"  # the one month of the sample with two subjects above the smoke profile's minimum
+MONTH = "2026-06-01"  # a month with two seen subjects (cs.IT, astro-ph.IM) above the smoke profile's minimum
 
 
 def _materialize(home, *args: str) -> subprocess.CompletedProcess:
