@@ -4,8 +4,8 @@ One multi-asset, because both read the same embeddings and encoding is the expen
 CPU; each asset is still materialized, shown and checked on its own. The quality gates
 (``arxiv_assets.ml.evaluation.quality_gates``) are reported as asset checks and written into both
 reports beside the fingerprint of the model they judged: ``promoted_model`` reads them from there
-and promotes the untrained base model when the fine-tuned one fails any of them. So the checks do
-not block: a failed gate must let the run go on and promote the base model.
+and, when the fine-tuned model fails any of them, keeps the served model (if it still passes) or
+promotes the untrained base model. So the checks do not block: a failed gate must let the run go on.
 """
 
 import base64
@@ -58,8 +58,13 @@ class EvalConfig(dg.Config):
         return GateSettings(**{name: getattr(self, name) for name in GateSettings.__dataclass_fields__})
 
 
+def _gate_asset(name: str) -> str:
+    """The report a gate's check sits on (the promotion gate, not a quality gate, is a retrieval figure)."""
+    return GATE_ASSETS.get(name, "ir_metrics")
+
+
 def _check_spec(name: str, description: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(name, asset=GATE_ASSETS.get(name, "ir_metrics"), description=description)
+    return dg.AssetCheckSpec(name, asset=_gate_asset(name), description=description)
 
 
 @dg.multi_asset(
@@ -103,7 +108,8 @@ def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, model: Pat
         results[name] = evaluate_model(encoder, splits, config.batch_size, precision)
 
     headlines = {name: r.headline() for name, r in results.items()} | {"tfidf": tfidf_baseline["headline"]}
-    gates = quality_gates(headlines, config.gate_settings())
+    gate_settings = config.gate_settings()
+    gates = quality_gates(headlines, gate_settings)
     served_p10 = headlines.get("served", {}).get("test/P@10")
     beats_served = Gate(BEATS_SERVED, served_p10 is None or headlines["fine-tuned"]["test/P@10"] >= served_p10
                         + config.min_promotion_margin, headlines["fine-tuned"]["test/P@10"],
@@ -113,7 +119,7 @@ def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, model: Pat
     gates.append(beats_served)
     # The served model is judged by the same gates on today's data: if the challenger fails, it stays
     # only if it still passes them (else the base model is promoted).
-    served_gates = quality_gates(headlines, config.gate_settings(), candidate="served") if "served" in headlines \
+    served_gates = quality_gates(headlines, gate_settings, candidate="served") if "served" in headlines \
         else []
     verdict = {"model_fingerprint": fingerprint, "served_model_uri": served_uri or "",
                "gates": [asdict(g) for g in gates], "passed": all(g.passed for g in gates),
@@ -127,7 +133,7 @@ def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, model: Pat
     yield dg.Output(clf_dir, output_name="classifier_metrics", metadata=clf_metadata)
     for gate in gates:
         yield dg.AssetCheckResult(
-            check_name=gate.name, asset_key=GATE_ASSETS.get(gate.name, "ir_metrics"), passed=gate.passed,
+            check_name=gate.name, asset_key=_gate_asset(gate.name), passed=gate.passed,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={"value": gate.value, "threshold": gate.threshold, "rule": gate.description,
                       "model_fingerprint": fingerprint},
