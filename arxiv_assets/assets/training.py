@@ -11,6 +11,7 @@ from datasets import DatasetDict
 from pydantic import Field
 
 from arxiv_assets.k8s import GPU_STEP_TAGS
+from arxiv_assets.ml.hardware import CudaUnavailableError, Device
 from arxiv_assets.ml.splits import papers_in
 from arxiv_assets.ml.training import TrainSettings, train
 from arxiv_assets.profiles import ACTIVE
@@ -40,6 +41,10 @@ class TrainConfig(dg.Config):
     eval_queries_per_subject: int = TRAIN_DEFAULTS.eval_queries_per_subject
     checkpoint_steps: int = TRAIN_DEFAULTS.checkpoint_steps
     report_to_wandb: bool = TRAIN_DEFAULTS.report_to_wandb
+    device: Device = Field(default=TRAIN_DEFAULTS.device,
+                           description="'auto': CUDA where torch finds it, else the CPU; 'cuda': fail unless "
+                                       "CUDA works (never a silent CPU run); 'cpu'. A pod with ARXIV_REQUIRE_CUDA=1 "
+                                       "(the GPU step's, arxiv_assets/k8s.py) treats 'auto' as 'cuda'")
     work_dir: str = Field(default=str(Path(tempfile.gettempdir()) / "arxiv-embeddings-train"),
                              description="checkpoints of unfinished runs, resumed by the next run with the same "
                                          "settings and data")
@@ -61,10 +66,13 @@ def model(context: dg.AssetExecutionContext, config: TrainConfig, pairs: Dataset
         pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
         for frame in (pairs["train"].to_pandas(), pairs["eval"].to_pandas(), eval_papers[["id"]]))).hexdigest()
     output_dir = Path(tempfile.mkdtemp(prefix="arxiv-model-")) / "model"
-    result = train(
-        pairs["train"], pairs["eval"], eval_papers, settings, output_dir,
-        work_dir=Path(config.work_dir), data_fingerprint=data_fingerprint, run_name=f"model-{context.run_id[:8]}",
-    )
+    try:
+        result = train(
+            pairs["train"], pairs["eval"], eval_papers, settings, output_dir,
+            work_dir=Path(config.work_dir), data_fingerprint=data_fingerprint, run_name=f"model-{context.run_id[:8]}",
+        )
+    except CudaUnavailableError as error:  # retrying on the same pod cannot bring CUDA back
+        raise dg.Failure(description=str(error), metadata=error.facts, allow_retries=False) from error
     context.add_output_metadata({
         "base_model": settings.base_model,
         "loss": settings.loss,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
+from typing import Literal
 
 
 @functools.cache
@@ -35,3 +37,71 @@ def best_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# What a step asks to train on: "auto" takes CUDA where torch finds it and the CPU otherwise (laptops);
+# "cuda" refuses to fall back to the CPU; "cpu" never touches a GPU.
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+# Set to 1 in the pod of a step that was given a GPU (arxiv_assets/k8s.py): there "auto" means "cuda",
+# so a pod without CUDA (the CPU image, a missing driver) fails instead of training on the CPU.
+REQUIRE_CUDA_ENV_VAR = "ARXIV_REQUIRE_CUDA"
+
+
+class CudaUnavailableError(RuntimeError):
+    """CUDA was required and torch cannot use it; ``facts`` holds what was checked."""
+
+    def __init__(self, message: str, facts: dict[str, str]) -> None:
+        super().__init__(message)
+        self.facts = facts
+
+
+def cuda_required_by_environment() -> bool:
+    return os.environ.get(REQUIRE_CUDA_ENV_VAR, "").strip().lower() in {"1", "true", "yes"}
+
+
+def resolve_device(requested: Device = "auto") -> str:
+    """The torch device to train on: ``"cuda"`` or ``"cpu"``, or CudaUnavailableError when CUDA was required.
+
+    CUDA is required when ``requested`` is ``"cuda"``, or when it is ``"auto"`` and the environment says
+    this process was given a GPU (``ARXIV_REQUIRE_CUDA=1``). An explicit ``"cpu"`` always wins.
+    """
+    if requested not in DEVICES:
+        raise ValueError(f"device {requested!r}; choose one of {DEVICES}")
+    if requested == "cpu":
+        return "cpu"
+    required_by = ("device='cuda' in the run config" if requested == "cuda" else
+                   f"{REQUIRE_CUDA_ENV_VAR}=1: this step's pod was given a GPU" if cuda_required_by_environment()
+                   else None)
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if required_by is None:
+        return "cpu"
+    facts = {
+        "torch.cuda.is_available()": "False",
+        "torch": torch.__version__,
+        "torch built with CUDA": torch.version.cuda or "no (a CPU-only build)",
+        "torch.cuda.device_count()": str(torch.cuda.device_count()),
+        "CUDA_VISIBLE_DEVICES": _env_value("CUDA_VISIBLE_DEVICES"),
+        "NVIDIA_VISIBLE_DEVICES": _env_value("NVIDIA_VISIBLE_DEVICES"),
+    }
+    fix = ("this torch has no CUDA: run the step in the CUDA image (docker build --target dagster "
+           "--build-arg TORCH_VARIANT=cuda, named for GPU steps by ARXIV_CUDA_IMAGE)"
+           if not torch.version.cuda else
+           "torch has CUDA but sees no GPU: check that the pod was given one (nvidia.com/gpu limit, the "
+           "node's driver) and that CUDA_VISIBLE_DEVICES does not hide it")
+    message = "\n".join([
+        f"CUDA was required (device {requested!r}; {required_by}) but torch.cuda.is_available() is False: "
+        "the step stops instead of training on the CPU.",
+        *(f"  {name}: {value}" for name, value in facts.items()),
+        f"Fix: {fix}; or set device: cpu in the run config to train on the CPU on purpose.",
+    ])
+    facts = {"requested device": requested, "CUDA required by": required_by, **facts}
+    raise CudaUnavailableError(message, facts)
+
+
+def _env_value(name: str) -> str:
+    value = os.environ.get(name)
+    return "unset" if value is None else repr(value)

@@ -17,7 +17,7 @@ import pandas as pd
 from datasets import Dataset
 
 from arxiv_assets.ml.embedding import load_model
-from arxiv_assets.ml.hardware import best_device, cpu_has_fast_bf16
+from arxiv_assets.ml.hardware import Device, cpu_has_fast_bf16, resolve_device
 from arxiv_assets.ml.pairs import KIND_COLUMN, NEGATIVE_COLUMN, SUBJECT_COLUMN
 from arxiv_assets.ml.text import paper_texts
 
@@ -52,6 +52,9 @@ class TrainSettings:
     eval_queries_per_subject: int = 20
     checkpoint_steps: int = 200
     report_to_wandb: bool = True
+    # "auto": CUDA where torch finds it, else the CPU; "cuda": CUDA or a CudaUnavailableError naming why, never a
+    # silent CPU run (a pod with ARXIV_REQUIRE_CUDA=1, which the GPU step's pod sets, treats "auto" so too).
+    device: Device = "auto"
 
     def fingerprint(self, data_fingerprint: str) -> str:
         """Identifies a training run so a re-materialization can resume its checkpoints, and only its own."""
@@ -196,11 +199,12 @@ def train(
     has finished.
     """
     import torch
+
+    device = resolve_device(settings.device)  # first: a step without the CUDA it needs fails before any work
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.training_args import BatchSamplers
 
     torch.manual_seed(settings.seed)
-    device = best_device()
     on_cuda = device == "cuda"
     bf16 = (on_cuda and torch.cuda.is_bf16_supported()) or (not on_cuda and cpu_has_fast_bf16())
     model = load_model(settings.base_model, device=device)

@@ -3,11 +3,18 @@
 ``K8sStepHandler.launch_step`` merges the executor's ``step_k8s_config`` with the step's
 ``dagster-k8s/config`` op tags (``get_user_defined_k8s_config``) and hands the result to
 ``construct_dagster_k8s_job``; this test takes the same path for every step of the asset job, so it
-covers whatever assets ``defs`` holds. The GPU request, the GKE accelerator node selector and the GPU
-toleration must appear on exactly the GPU steps, and never on a CPU step.
+covers whatever assets ``defs`` holds. The GPU request, the GKE accelerator node selector, the GPU
+toleration, ``ARXIV_REQUIRE_CUDA=1`` and the CUDA image (``ARXIV_CUDA_IMAGE``, read when the definitions
+load) must appear on exactly the GPU steps, and never on a CPU step.
 """
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -26,10 +33,20 @@ from kubernetes.client import ApiClient
 
 from arxiv_assets.definitions import ALL_ASSETS, defs
 from arxiv_assets.deployments import executor_for, resources_for
-from arxiv_assets.k8s import GKE_ACCELERATOR, GKE_ACCELERATOR_LABEL, GPU_RESOURCE, K8S_EXECUTOR_CONFIG
+from arxiv_assets.k8s import (
+    CUDA_IMAGE,
+    CUDA_IMAGE_ENV_VAR,
+    GKE_ACCELERATOR,
+    GKE_ACCELERATOR_LABEL,
+    GPU_RESOURCE,
+    K8S_EXECUTOR_CONFIG,
+)
+from arxiv_assets.ml.hardware import REQUIRE_CUDA_ENV_VAR
 
 GPU_ASSETS = {"model"}  # the assets that train; everything else is CPU work
-IMAGE = "europe-docker.pkg.dev/example/arxiv/arxiv-embeddings:test"
+IMAGE = "europe-docker.pkg.dev/example/arxiv/arxiv-embeddings:test"  # the code location's (CPU) image
+CUDA_TEST_IMAGE = "europe-docker.pkg.dev/example/arxiv/arxiv-embeddings-cuda:test"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _step_jobs() -> dict[str, dict]:
@@ -87,7 +104,13 @@ def test_gpu_request_node_selector_and_toleration_only_on_gpu_steps(step_jobs):
             assert not any(t.get("key") == GPU_RESOURCE for t in tolerations), step
             # the executor's CPU default reaches every other step
             assert requests == K8S_EXECUTOR_CONFIG["step_k8s_config"]["container_config"]["resources"]["requests"]
-        assert container["image"] == IMAGE
+        env = {var["name"]: var.get("value") for var in container.get("env") or []}
+        if step in GPU_ASSETS:
+            assert env[REQUIRE_CUDA_ENV_VAR] == "1", step  # no CUDA in this pod -> the step fails, saying so
+            assert container["image"] == (CUDA_IMAGE or IMAGE), step  # unset: the code location's image
+        else:
+            assert REQUIRE_CUDA_ENV_VAR not in env, step
+            assert container["image"] == IMAGE, step
         assert job["metadata"]["labels"]["dagster/op"] == step
 
 
@@ -106,3 +129,28 @@ def test_prod_executor_is_step_level_k8s_and_its_config_is_valid():
     # A prod code location accepts it (Definitions validates executor and resources together).
     prod_defs = dg.Definitions(assets=ALL_ASSETS, resources=resources_for("prod"), executor=executor)
     assert prod_defs.resolve_implicit_global_asset_job_def().executor_def.name == "k8s_job_executor"
+
+
+def test_gpu_steps_run_the_cuda_image_named_when_the_definitions_load():
+    """``ARXIV_CUDA_IMAGE`` is read when the code location loads: a fresh interpreter with it set builds the
+    step Jobs again, and only the GPU steps change image (and keep ``ARXIV_REQUIRE_CUDA=1``)."""
+    script = (
+        "import json\n"
+        "from arxiv_assets_tests.prod.test_k8s_steps import _step_jobs\n"
+        "containers = {step: job['spec']['template']['spec']['containers'][0] for step, job in _step_jobs().items()}\n"
+        "print(json.dumps({step: {'image': c['image'], 'env': {v['name']: v.get('value') for v in c.get('env') or []}}"
+        " for step, c in containers.items()}))\n"
+    )
+    env = {**os.environ, CUDA_IMAGE_ENV_VAR: CUDA_TEST_IMAGE}
+    done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    containers = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(containers) >= GPU_ASSETS
+    for step, container in containers.items():
+        if step in GPU_ASSETS:
+            assert container["image"] == CUDA_TEST_IMAGE, step
+            assert container["env"][REQUIRE_CUDA_ENV_VAR] == "1", step
+        else:
+            assert container["image"] == IMAGE, step
+            assert REQUIRE_CUDA_ENV_VAR not in container["env"], step
