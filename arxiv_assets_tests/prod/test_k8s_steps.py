@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 from dagster._config import process_config
 from dagster._core.execution.api import create_execution_plan
 from dagster_k8s import k8s_job_executor
@@ -154,3 +155,14 @@ def test_gpu_steps_run_the_cuda_image_named_when_the_definitions_load():
         else:
             assert container["image"] == IMAGE, step
             assert REQUIRE_CUDA_ENV_VAR not in container["env"], step
+
+
+def test_helm_values_name_a_cuda_image_of_the_release_for_gpu_steps():
+    """The ConfigMap every pod reads sets ARXIV_CUDA_IMAGE: the code location's repository and tag, CUDA build."""
+    helm = yaml.safe_load((PROJECT_ROOT / "deploy" / "helm" / "values.yaml").read_text())
+    user = helm["dagster-user-deployments"]
+    (deployment,) = user["deployments"]
+    (config_map,) = [m for m in user["extraManifests"] if m["kind"] == "ConfigMap"]
+    image = deployment["image"]
+    assert config_map["data"][CUDA_IMAGE_ENV_VAR] == f"{image['repository']}-cuda:{image['tag']}"
+    assert {"name": config_map["metadata"]["name"]} in deployment["envConfigMaps"]  # read when definitions load
