@@ -10,9 +10,23 @@ PARTITIONS ?= 2025-03-01...2026-07-01
 DAGSTER := $(BIN)/dagster
 DEFS := -m arxiv_assets.definitions
 
-.PHONY: install run test lint dev
+# Tools whose pins clash with the project's (checkov), in a venv of their own; the tests run their
+# binaries. The `*` .gitignore inside it keeps it out of git, as Python 3.13's venv does by itself.
+TOOLS_VENV := .venv-tools
+TOOLS_CONSTRAINTS := arxiv_assets_tests/prod/tools-constraints.txt
+
+.PHONY: install tools run test lint dev
 
 install: $(VENV)/.installed
+
+tools: $(TOOLS_VENV)/.installed
+
+$(TOOLS_VENV)/.installed: $(TOOLS_CONSTRAINTS)
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	echo '*' > $(TOOLS_VENV)/.gitignore
+	$(TOOLS_VENV)/bin/pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/pip install --quiet -c $(TOOLS_CONSTRAINTS) checkov
+	touch $@
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,5 +50,5 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 lint: install
 	$(BIN)/ruff check .
 
-test: lint
+test: lint tools
 	$(BIN)/pytest
