@@ -230,6 +230,16 @@ def test_env_reads_the_release_pointer_and_the_optional_token_by_reference():
             assert ref["key"] in config_map["data"], name
 
 
+def test_service_reads_the_releases_the_pipeline_writes():
+    """The pipeline's prod releases root is gs://$ARXIV_GCS_BUCKET/$ARXIV_GCS_PREFIX/releases
+    (``GCSReleases``), with the bucket and prefix of the Helm values' ConfigMap."""
+    helm = yaml.safe_load((ROOT / "deploy" / "helm" / "values.yaml").read_text())
+    (pipeline_env,) = [manifest["data"] for manifest in helm["dagster-user-deployments"]["extraManifests"]
+                       if manifest["kind"] == "ConfigMap"]
+    expected = f"gs://{pipeline_env['ARXIV_GCS_BUCKET']}/{pipeline_env['ARXIV_GCS_PREFIX']}/releases"
+    assert _one("ConfigMap")["data"]["ARXIV_SERVING_RELEASES_URI"] == expected
+
+
 def test_service_autoscaler_and_budget_select_the_deployments_pods():
     deployment = _one("Deployment")
     container = _container(deployment)
