@@ -1,23 +1,23 @@
-"""When things run by themselves: a new month of papers in, one retrain out.
+"""When things run by themselves: a new month of papers in, one release attempt out, lazily.
 
 - ``raw_papers_monthly``: a schedule built from the partitioned ``raw_papers`` job. A monthly
   partition opens when its month ends; on the 1st at 06:00 UTC the schedule materializes the month
   that just closed (and only that month).
-- ``RETRAIN_ON_NEW_DATA``: the condition of every asset downstream of ``raw_papers`` (unless an asset
-  declares its own). It is ``AutomationCondition.eager()`` with two changes:
+- ``RELEASE_ON_NEW_DATA``: the condition of ``release``, the asset the graph exists to produce. It is
+  ``AutomationCondition.eager()`` with two changes:
 
-  * a month of ``raw_papers`` that was never loaded does not block retraining (``splits`` reads the
-    months that exist; plain ``eager()`` waits for *every* partition since 2025-03);
-  * an upstream blocking check that failed holds its dependents back across runs too, not only
-    inside the run (the model promotion gate, for the assets downstream of the evaluation).
+  * a month of ``raw_papers`` that was never loaded does not block it (``splits`` reads the months
+    that exist; plain ``eager()`` waits for *every* partition since 2025-03);
+  * an upstream blocking check that failed holds it back across runs too, not only inside the run.
 
-  ``eager()`` fires once per upstream change (``since_last_handled``), requests the whole chain
-  (``splits`` -> ``pairs`` -> ``model`` ...) in the tick that sees the new month, and waits while
-  anything upstream is in progress: one new month, one retrain, nothing on later ticks.
+- Every asset between ``raw_papers`` and ``release`` is lazy: ``any_downstream_conditions()``, so
+  it runs only when ``release``'s condition needs it. A new month therefore requests the whole chain
+  (``splits`` -> ``pairs`` -> ``model`` ... -> ``release``) once, in the tick that sees it; later
+  ticks request nothing, and nothing in between runs on its own.
 - ``retrain_on_new_data``: the automation sensor that evaluates those conditions.
 
-definitions.py wires all three in one place: ``with_retrain_condition(ALL_ASSETS)``, ``schedules()``,
-``sensors()`` (plus ``raw_papers_job``).
+definitions.py wires all three in one place: ``with_automation_conditions(ALL_ASSETS)``,
+``schedules()``, ``sensors()`` (plus ``raw_papers_job``).
 """
 
 from collections.abc import Sequence
@@ -30,12 +30,15 @@ from arxiv_assets.deployments import automation_on_by_default
 RAW_PAPERS = dg.AssetSelection.assets(raw_papers)
 DOWNSTREAM_OF_RAW_PAPERS = RAW_PAPERS.downstream(include_self=False)
 
-RETRAIN_ON_NEW_DATA = (
+RELEASE = dg.AssetKey("release")
+
+RELEASE_ON_NEW_DATA = (
     dg.AutomationCondition.eager().replace(
         "any_deps_missing", dg.AutomationCondition.any_deps_missing().ignore(RAW_PAPERS)
     )
     & dg.AutomationCondition.all_deps_blocking_checks_passed()
-).with_label("retrain_on_new_data")
+).with_label("release_on_new_data")
+WHEN_RELEASE_NEEDS_IT = dg.AutomationCondition.any_downstream_conditions()
 
 raw_papers_job = dg.define_asset_job(
     "raw_papers_job",
@@ -69,19 +72,21 @@ def sensors(running: bool | None = None) -> list[dg.AutomationConditionSensorDef
             target=dg.AssetSelection.all(),
             default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
             minimum_interval_seconds=300,
-            description="Evaluates every asset's automation condition (retrain once per new month).",
+            description="Evaluates every asset's automation condition (one release attempt per new month).",
         )
     ]
 
 
-def with_retrain_condition(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
-    """``assets`` with ``RETRAIN_ON_NEW_DATA`` on every asset downstream of raw_papers that has no
-    condition of its own (new assets are covered without touching this module)."""
+def with_automation_conditions(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+    """``assets`` with ``RELEASE_ON_NEW_DATA`` on ``release`` and ``WHEN_RELEASE_NEEDS_IT`` on every other
+    asset downstream of raw_papers that has no condition of its own (new assets are covered without
+    touching this module)."""
     downstream = DOWNSTREAM_OF_RAW_PAPERS.resolve(assets)
 
     def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
         if spec.key not in downstream or spec.automation_condition is not None:
             return spec
-        return spec.replace_attributes(automation_condition=RETRAIN_ON_NEW_DATA)
+        condition = RELEASE_ON_NEW_DATA if spec.key == RELEASE else WHEN_RELEASE_NEEDS_IT
+        return spec.replace_attributes(automation_condition=condition)
 
     return list(dg.map_asset_specs(apply, assets))

@@ -14,32 +14,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from arxiv_assets.resources.artifact_store import ArtifactIOManager
-from arxiv_assets.resources.gcs import GCSArtifactIOManager
+from arxiv_assets.resources.gcs import GCSArtifactIOManager, GCSReleases
+from arxiv_assets.resources.io_manager import ArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
+from arxiv_assets.resources.releases import Releases
+from arxiv_assets.storage.artifacts import default_artifacts_uri
+from arxiv_assets.storage.releases import default_releases_uri
 
 DEPLOYMENT_ENV_VAR = "DAGSTER_DEPLOYMENT"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 # Read when a run starts (dg.EnvVar), never baked into code or shown in the UI.
 GCS_BUCKET_ENV_VAR = "ARXIV_GCS_BUCKET"
 GCS_PREFIX_ENV_VAR = "ARXIV_GCS_PREFIX"
 
 
-def local_artifacts_uri() -> str:
-    """``ARXIV_ARTIFACTS_URI`` if set, else ``$DAGSTER_HOME/artifacts`` (the project's .dagster_home by default)."""
-    home = os.environ.get("DAGSTER_HOME") or str(PROJECT_ROOT / ".dagster_home")
-    return os.environ.get("ARXIV_ARTIFACTS_URI", str(Path(home) / "artifacts"))
-
-
 def local_resources() -> dict[str, Any]:
     return {
-        "io_manager": ArtifactIOManager(base_uri=local_artifacts_uri()),
+        "io_manager": ArtifactIOManager(base_uri=default_artifacts_uri()),
+        "releases": Releases(base_uri=default_releases_uri()),
         "paper_source": PaperSource(kind="bundled"),
     }
 
@@ -50,6 +46,7 @@ def prod_resources() -> dict[str, Any]:
         # keep_versions: how far back a served model can be rolled back (docs/production.md).
         "io_manager": GCSArtifactIOManager(bucket=dg.EnvVar(GCS_BUCKET_ENV_VAR), prefix=dg.EnvVar(GCS_PREFIX_ENV_VAR),
                                            keep_versions=10),
+        "releases": GCSReleases(bucket=dg.EnvVar(GCS_BUCKET_ENV_VAR), prefix=dg.EnvVar(GCS_PREFIX_ENV_VAR)),
         "paper_source": PaperSource(kind="arxiv_api"),
     }
 

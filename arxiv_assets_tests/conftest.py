@@ -44,9 +44,11 @@ import pytest
 from arxiv_assets import profiles
 from arxiv_assets.assets.baseline import tfidf_baseline
 from arxiv_assets.assets.data import pairs, raw_papers, splits
-from arxiv_assets.resources.artifact_store import ArtifactIOManager, ArtifactStore
+from arxiv_assets.resources.io_manager import ArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
+from arxiv_assets.resources.releases import Releases
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
+from arxiv_assets.storage.artifacts import ArtifactStore
 
 # Every month the bundled sample covers (partitions are monthly, keyed by their first day).
 SAMPLE_FIRST_MONTH = "2025-03-01"
@@ -80,7 +82,8 @@ class SmokeArtifacts:
 
     @property
     def resources(self) -> dict[str, Any]:
-        return {"io_manager": ArtifactIOManager(base_uri=self.base_uri), "paper_source": PaperSource(kind="bundled")}
+        return {"io_manager": ArtifactIOManager(base_uri=self.base_uri), "paper_source": PaperSource(kind="bundled"),
+                "releases": Releases(base_uri=f"{self.base_uri}/releases")}
 
     @property
     def store(self) -> ArtifactStore:
@@ -100,7 +103,8 @@ def sample_papers() -> pd.DataFrame:
 def smoke_artifacts(tmp_path_factory: pytest.TempPathFactory) -> SmokeArtifacts:
     base_uri = str(tmp_path_factory.mktemp("smoke_artifacts"))
     instance = dg.DagsterInstance.ephemeral()
-    resources = {"io_manager": ArtifactIOManager(base_uri=base_uri), "paper_source": PaperSource(kind="bundled")}
+    resources = {"io_manager": ArtifactIOManager(base_uri=base_uri), "paper_source": PaperSource(kind="bundled"),
+                 "releases": Releases(base_uri=f"{base_uri}/releases")}
     raw_run = dg.materialize(
         [raw_papers], instance=instance, resources=resources,
         tags=partition_range_tags(SAMPLE_FIRST_MONTH, SAMPLE_LAST_MONTH),

@@ -57,7 +57,7 @@ def test_every_expected_asset_and_check_is_defined(defs):
 
 
 def test_local_deployment_resources(defs):
-    from arxiv_assets.resources.artifact_store import ArtifactIOManager
+    from arxiv_assets.resources.io_manager import ArtifactIOManager
     from arxiv_assets.resources.paper_source import PaperSource
 
     resources = defs.resources

@@ -40,7 +40,8 @@ from arxiv_assets.ml.export import export_onnx, load_variant, timed_encode
 from arxiv_assets.ml.metrics import subject_retrieval
 from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.profiles import get_profile
-from arxiv_assets.resources.artifact_store import ArtifactStore
+from arxiv_assets.storage.artifacts import ArtifactStore
+from arxiv_assets.storage.releases import Release, ReleaseStore
 from benchmarks.common import machine_line, profile_splits
 from serving.settings import Settings
 
@@ -99,9 +100,9 @@ class Target:
                     process.wait()
 
 
-def our_service(name: str, backend: str, model_uri: str, home: Path) -> Target:
+def our_service(name: str, backend: str, releases_uri: str) -> Target:
     port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "ARXIV_SERVING_MODEL_URI": model_uri,
+    env = {**os.environ, "ARXIV_SERVING_RELEASES_URI": releases_uri,
            "ARXIV_SERVING_BACKEND": backend, "ARXIV_SERVING_PORT": str(port), "ARXIV_SERVING_POLL_INTERVAL_S": "0",
            "ARXIV_SERVING_LOG_LEVEL": "warning", "ARXIV_SERVING_MAX_QUEUE_TEXTS": "1024"}
     return Target(name, [sys.executable, "-m", "serving"], env, f"http://127.0.0.1:{port}", SERVED_NAME, "/ready")
@@ -251,14 +252,16 @@ def main() -> None:
     export = export_onnx(Path(args.model_dir), work / "export")
     staged = work / "staged"
     shutil.copytree(export.directory, staged)
-    model_uri = ArtifactStore(str(work / "artifacts")).publish("onnx_model", staged)
-    home = work / "dagster_home"
-    home.mkdir()
+    releases_uri = str(work / "releases")  # the model under test, released as the pipeline would release it
+    ReleaseStore(releases_uri).publish(Release(
+        release_id=Release.new_id(), model_uri=ArtifactStore(str(work / "artifacts")).publish("onnx_model", staged),
+        model_fingerprint=export.source_fingerprint, index_uri=None, decision="challenger",
+        reason=f"serve_bench of {args.model_dir}"))
 
-    auto = default_backend_info(our_service("ours auto", "auto", model_uri, home), work)
+    auto = default_backend_info(our_service("ours auto", "auto", releases_uri), work)
     default_backend = auto["backend"]
     print(f"the service picks {default_backend}: {auto['backend_measurements']}", flush=True)
-    targets = [our_service(f"ours {b}", b, model_uri, home) for b in ("torch-fp32", "onnx-fp32", "onnx-int8")]
+    targets = [our_service(f"ours {b}", b, releases_uri) for b in ("torch-fp32", "onnx-fp32", "onnx-int8")]
     if not args.skip_infinity:
         if not INFINITY_BIN.exists():
             sys.exit(f"{INFINITY_BIN} is missing: create .bench-venvs/infinity (see docs/serving.md)")

@@ -35,7 +35,8 @@ _bearer = HTTPBearer(auto_error=False, description="Needed when ARXIV_SERVING_AP
 
 def require_token(settings: SettingsDep,
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    """Every endpoint but /health: ``Authorization: Bearer <ARXIV_SERVING_API_TOKEN>`` when a token is set."""
+    """Every endpoint but the probes (/health, /ready): ``Authorization: Bearer <ARXIV_SERVING_API_TOKEN>``
+    when a token is set."""
     if settings.api_token is None:
         return
     expected = settings.api_token.get_secret_value().encode()

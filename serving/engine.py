@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 class ModelUnavailableError(RuntimeError):
-    """Nothing to serve yet (or still loading); the message says what to materialize."""
+    """Nothing to serve yet (no release, or still loading); the message says why."""
 
 
 class IndexUnavailableError(RuntimeError):
@@ -59,6 +59,7 @@ class Served:
 
     def describe(self) -> dict[str, Any]:
         return {
+            "release": self.version.release_id,
             "model": {**self.version.describe(), "fingerprint": self.fingerprint,
                       "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at))},
             "backend": self.backend.name,
@@ -93,8 +94,7 @@ class ModelManager:
     def __init__(self, settings: Settings, metrics: ServiceMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.resolver = Resolver(settings.dagster_home, settings.model_uri, settings.index_uri,
-                                 settings.storage_options)
+        self.resolver = Resolver(settings.releases_uri, settings.storage_options)
         self.current: Served | None = None
         self.state = ManagerState()
         self._lock = asyncio.Lock()
@@ -120,7 +120,6 @@ class ModelManager:
         for task in list(self._retiring):
             with contextlib.suppress(Exception):
                 await task
-        await asyncio.to_thread(self.resolver.close)
 
     async def _poll(self, first: bool) -> None:
         if first:
@@ -156,16 +155,15 @@ class ModelManager:
 
     # -- reloading -----------------------------------------------------------------------------------
     def _no_model_message(self, resolution: Resolution) -> str:
-        skipped = f" Passed over: {'; '.join(resolution.notes)}." if resolution.notes else ""
-        return (f"no model to serve: materialize onnx_model (or at least promoted_model) so that its blocking "
-                f"checks pass in {self.resolver.where()}, or set ARXIV_SERVING_MODEL_URI.{skipped}")
+        return (f"no release to serve: {'; '.join(resolution.notes)} (or point ARXIV_SERVING_RELEASES_URI at the "
+                f"releases folder)")
 
     async def reload(self, retry_failed: bool = False) -> dict[str, Any]:
-        """Serve the newest passing materializations if they differ from what is served; report what happened."""
+        """Serve the current release's model and index if they differ from what is served; report what happened."""
         async with self._lock:
             try:
                 resolution = await asyncio.to_thread(self.resolver.resolve)
-            except Exception as error:  # an unreadable instance keeps the current model serving
+            except Exception as error:  # an unreadable pointer keeps the current model serving
                 logger.exception("resolving the artifacts to serve failed")
                 self.metrics.reloads.labels("error").inc()
                 detail = f"cannot read {self.resolver.where()}: {error}"
@@ -227,19 +225,23 @@ class ModelManager:
         started = time.perf_counter()
         directory = version.local_path(self.settings.storage_options)
         check_model_dir(directory)
+        fingerprint = model_fingerprint(directory)
+        released = version.metadata.get("model_fingerprint")
+        if released and released != fingerprint:  # the manifest and the files disagree: refuse both
+            raise ValueError(f"{version.uri} holds model {fingerprint}, but release {version.release_id} names "
+                             f"{released}")
         backend, measurements = choose_backend(
             directory, self.settings.backend, self.settings.threads, self.settings.probe_texts,
             self.settings.min_cosine_fp32, self.settings.min_cosine_reduced,
         )
         logger.info("loaded %s (%s) with backend %s in %.1fs", version.uri, version.asset, backend.name,
                     time.perf_counter() - started)
-        return LoadedModel(version, directory, backend, measurements, model_fingerprint(directory))
+        return LoadedModel(version, directory, backend, measurements, fingerprint)
 
     def _load_index(self, version: ArtifactVersion | None, fingerprint: str, dim: int) -> tuple[PaperIndex | None,
                                                                                                str | None]:
         if version is None:
-            return None, (f"no faiss_index to search: materialize faiss_index so that its blocking checks pass in "
-                          f"{self.resolver.where()}, or set ARXIV_SERVING_INDEX_URI")
+            return None, "the served release has no faiss_index: /search is off"
         try:
             index = PaperIndex.load(version.local_path(self.settings.storage_options))
         except Exception as error:
@@ -247,13 +249,13 @@ class ModelManager:
         built_by = index.meta.get("model_fingerprint")
         if index.dim != dim or (built_by and built_by != fingerprint):
             return None, (f"faiss_index {version.uri} was built by model {built_by} (dim {index.dim}) but model "
-                          f"{fingerprint} (dim {dim}) is served: materialize faiss_index for the served model")
+                          f"{fingerprint} (dim {dim}) is served: this release cannot search")
         return index, None
 
     def _swap(self, served: Served) -> None:
         old, self.current = self.current, served  # one assignment: the next request sees the new model
         self.state.status, self.state.problem = "ready", None
-        self.metrics.model.info({"uri": served.version.uri, "run_id": served.version.run_id,
+        self.metrics.model.info({"uri": served.version.uri, "release_id": served.version.release_id,
                                  "backend": served.backend.name, "asset": served.version.asset})
         if old is not None and old.batcher is not served.batcher:
             task = asyncio.create_task(old.batcher.close(), name="retire-model")  # drains in-flight requests

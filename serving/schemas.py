@@ -16,7 +16,7 @@ class EmbedResponse(BaseModel):
     embeddings: list[list[float]] = Field(description="One L2-normalized vector per text, in order.")
     dim: int
     backend: str
-    model_version: str = Field(description="Run id of the served materialization.")
+    model_version: str = Field(description="Id of the served release.")
 
 
 class FindSimilarRequest(BaseModel):
@@ -98,6 +98,7 @@ class OpenAIModelList(BaseModel):
 
 class ReadyResponse(BaseModel):
     status: str
+    release: str
     model: dict[str, Any]
     backend: str
     threads: int

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from arxiv_assets.storage.releases import default_releases_uri
 
 BackendName = Literal["auto", "onnx-int8", "onnx-fp32", "torch-fp32", "torch-bf16", "torch-fp16"]
 
@@ -14,16 +16,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ARXIV_SERVING_", env_file=None, extra="ignore")
 
     # -- where the model comes from ----------------------------------------------------------
-    dagster_home: str | None = Field(
-        default=None, validation_alias=AliasChoices("ARXIV_SERVING_DAGSTER_HOME", "DAGSTER_HOME"),
-        description="Dagster instance whose materializations are served (DAGSTER_HOME by default).",
+    releases_uri: str = Field(
+        default_factory=default_releases_uri,
+        description="The releases folder (local path or gs://bucket/prefix/releases); its CURRENT names the release "
+                    "served. Default: $ARXIV_ARTIFACTS_URI/releases, else $DAGSTER_HOME/artifacts/releases.",
     )
-    model_uri: str | None = Field(default=None, description="Serve this artifact version (onnx_model or model "
-                                  "URI, local or gs://) instead of the newest passing materialization.")
-    index_uri: str | None = Field(default=None, description="Likewise for the faiss_index used by /search.")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for gs:// URIs.")
-    poll_interval_s: float = Field(default=60.0, ge=0, description="How often to look for a newer passing "
-                                   "materialization; 0 turns polling off (POST /admin/reload still works).")
+    poll_interval_s: float = Field(default=60.0, ge=0, description="How often to read CURRENT for a new release "
+                                   "(or a rollback); 0 turns polling off (POST /admin/reload still works).")
     wait_for_model_on_startup: bool = Field(default=False, description="Block startup until the first load "
                                             "finishes (otherwise /health is up at once and /ready says loading).")
 
@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     max_k: int = Field(default=100, ge=1, description="Largest k of /search and /find_similar.")
 
     # -- access --------------------------------------------------------------------------------
-    api_token: SecretStr | None = Field(default=None, description="If set, every endpoint but /health needs "
+    api_token: SecretStr | None = Field(default=None, description="If set, every endpoint but /health and /ready needs "
                                         "`Authorization: Bearer <token>`.")
     host: str = "127.0.0.1"
     port: int = 8000

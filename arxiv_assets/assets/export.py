@@ -1,9 +1,10 @@
 """onnx_model and faiss_index: the promoted model exported and indexed, each gated by blocking checks.
 
 Both are made from ``promoted_model`` (the fine-tuned model if it passed every quality gate, else the
-base model), never from ``model``. The service (``serving/``) serves the newest materialization whose
-blocking checks passed, so a failed parity or recall check here keeps a bad export or index out of
-production without anyone deleting files.
+champion or the base model), never from ``model``. Each writes ``checks.json`` into its artifact:
+the fingerprint of the model it was made from and whether its blocking checks passed. ``release``
+reads that, so a failed parity or recall check keeps a bad export or index out of production even
+when the release is materialized in another run.
 """
 
 import tempfile
@@ -30,6 +31,7 @@ from arxiv_assets.ml.index import HnswOptions, paper_index, recall_at_k
 from arxiv_assets.ml.metrics import subject_retrieval
 from arxiv_assets.ml.splits import SPLITS
 from arxiv_assets.ml.text import paper_texts
+from arxiv_assets.storage.releases import write_checks
 
 from .reporting import markdown_table
 
@@ -59,11 +61,6 @@ def parity_sample(splits: pd.DataFrame, n: int) -> pd.DataFrame:
         raise dg.Failure("the splits have no test papers to check the ONNX export on")
     ranked = test.assign(_turn=test.groupby("primary_subject").cumcount())
     return ranked.sort_values(["_turn", "primary_subject", "id"]).head(n).drop(columns="_turn").reset_index(drop=True)
-
-
-def _upstream_run_id(context: dg.AssetExecutionContext, key: str) -> str | None:
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
-    return event.run_id if event else None
 
 
 @dg.asset(
@@ -101,6 +98,22 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promo
         row.update(min_cosine=parity[variant].min_cosine, mean_cosine=parity[variant].mean_cosine,
                    speedup=row["texts_per_s"] / rows[REFERENCE_VARIANT]["texts_per_s"], mb=sizes[variant] / 2**20)
     p10_diff_points = 100 * (rows["onnx-int8"]["P@10"] - rows[REFERENCE_VARIANT]["P@10"])
+    thresholds = {"onnx-fp32": config.min_cosine_fp32, "onnx-int8": config.min_cosine_int8}
+    check_results = [
+        *(dg.AssetCheckResult(
+            check_name=check_name, passed=parity[variant].min_cosine >= thresholds[variant],
+            metadata={"min_cosine": parity[variant].min_cosine, "p1_cosine": parity[variant].p1_cosine,
+                      "mean_cosine": parity[variant].mean_cosine, "threshold": thresholds[variant],
+                      "texts": len(texts)},
+        ) for check_name, variant in (("onnx_fp32_parity", "onnx-fp32"), ("onnx_int8_parity", "onnx-int8"))),
+        dg.AssetCheckResult(
+            check_name="onnx_int8_p_at_10", passed=abs(p10_diff_points) <= config.max_p10_diff_points,
+            metadata={"torch_fp32_P@10": rows[REFERENCE_VARIANT]["P@10"], "onnx_int8_P@10": rows["onnx-int8"]["P@10"],
+                      "diff_points": p10_diff_points, "max_diff_points": config.max_p10_diff_points},
+        ),
+    ]
+    write_checks(out_dir, export.source_fingerprint, {c.check_name: c.passed for c in check_results},
+                 {"variants": rows})
 
     yield dg.Output(out_dir, metadata={
         "variants": markdown_table(pd.DataFrame(rows).T, floatfmt=".4f"),
@@ -112,22 +125,9 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promo
         "parity_texts": len(texts),
         "export_seconds": export.export_seconds,
         "source_model_fingerprint": export.source_fingerprint,
-        "source_model_run_id": _upstream_run_id(context, "promoted_model") or "",
         "max_seq_length": max_seq_length,
     })
-    thresholds = {"onnx-fp32": config.min_cosine_fp32, "onnx-int8": config.min_cosine_int8}
-    for check_name, variant in (("onnx_fp32_parity", "onnx-fp32"), ("onnx_int8_parity", "onnx-int8")):
-        stats = parity[variant]
-        yield dg.AssetCheckResult(
-            check_name=check_name, passed=stats.min_cosine >= thresholds[variant],
-            metadata={"min_cosine": stats.min_cosine, "p1_cosine": stats.p1_cosine, "mean_cosine": stats.mean_cosine,
-                      "threshold": thresholds[variant], "texts": len(texts)},
-        )
-    yield dg.AssetCheckResult(
-        check_name="onnx_int8_p_at_10", passed=abs(p10_diff_points) <= config.max_p10_diff_points,
-        metadata={"torch_fp32_P@10": rows[REFERENCE_VARIANT]["P@10"], "onnx_int8_P@10": rows["onnx-int8"]["P@10"],
-                  "diff_points": p10_diff_points, "max_diff_points": config.max_p10_diff_points},
-    )
+    yield from check_results
 
 
 class FaissIndexConfig(dg.Config):
@@ -169,13 +169,20 @@ def faiss_index(context: dg.AssetExecutionContext, config: FaissIndexConfig, pro
     started = time.perf_counter()
     hnsw = HnswOptions(config.hnsw_m, config.hnsw_ef_construction, config.hnsw_ef_search)
     built = paper_index(vectors, papers, kind=config.kind, hnsw=hnsw,
-                        model_fingerprint=model_fingerprint(promoted_model),
-                        source_model_run_id=_upstream_run_id(context, "promoted_model") or "")
+                        model_fingerprint=model_fingerprint(promoted_model))
     build_seconds = time.perf_counter() - started
     query_rows = np.random.default_rng(0).choice(len(papers), size=min(config.recall_queries, len(papers)),
                                                  replace=False)
     recall = recall_at_k(built.index, vectors, query_rows, k=10) if len(papers) > 10 else 1.0
+    recall_check = dg.AssetCheckResult(
+        check_name="ann_recall_at_10",
+        passed=recall >= config.min_recall_at_10,
+        metadata={"recall_at_10": recall, "threshold": config.min_recall_at_10, "kind": config.kind,
+                  "queries": len(query_rows)},
+    )
     out_dir = built.save(Path(tempfile.mkdtemp(prefix="faiss-index-")))  # stored, then deleted by the IO manager
+    write_checks(out_dir, built.meta["model_fingerprint"], {recall_check.check_name: recall_check.passed},
+                 {"recall_at_10": recall, "vectors": len(built)})
     index_bytes = sum(p.stat().st_size for p in out_dir.iterdir())
 
     yield dg.Output(out_dir, metadata={
@@ -193,9 +200,4 @@ def faiss_index(context: dg.AssetExecutionContext, config: FaissIndexConfig, pro
         "model_fingerprint": built.meta["model_fingerprint"],
         "splits_indexed": dg.MetadataValue.json(config.splits_to_index),
     })
-    yield dg.AssetCheckResult(
-        check_name="ann_recall_at_10",
-        passed=recall >= config.min_recall_at_10,
-        metadata={"recall_at_10": recall, "threshold": config.min_recall_at_10, "kind": config.kind,
-                  "queries": len(query_rows)},
-    )
+    yield recall_check

@@ -6,9 +6,12 @@ weights fingerprint):
 
 * ``challenger``: the fine-tuned model passed every quality gate and scored at least the served
   model's test P@10: it is promoted;
-* ``champion``: it did not, but the served (previously promoted, fine-tuned) model still passes every
-  quality gate on today's data: it stays;
+* ``champion``: it did not, but the served model (the current release's, when it is fine-tuned) still
+  passes every quality gate on today's data: it stays;
 * ``base``: otherwise the untrained base model is promoted, so the service is never worse than it.
+
+The decision travels with the model as ``promotion.json`` (next to the weights; the fingerprint
+covers only the weights), which ``release`` reads.
 """
 
 import json
@@ -20,9 +23,10 @@ import dagster as dg
 import pandas as pd
 
 from arxiv_assets.ml.embedding import load_model
-from arxiv_assets.ml.export import model_fingerprint
+from arxiv_assets.ml.export import EXPORT_MANIFEST, model_fingerprint
 from arxiv_assets.profiles import ACTIVE
-from arxiv_assets.resources.artifact_store import local_payload_of
+from arxiv_assets.storage.artifacts import local_payload_of
+from arxiv_assets.storage.releases import CHECKS, Promotion, write_promotion
 
 from .reporting import markdown_table
 
@@ -57,7 +61,9 @@ def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, m
         shutil.copytree(model, out_dir)
         reason = "the fine-tuned model passed every quality gate and matched or beat the served model"
     elif promoted == "champion":
-        shutil.copytree(local_payload_of(reports["ir_metrics"]["served_model_uri"]), out_dir)
+        # The release's artifact holds the ONNX exports too: take only the Sentence Transformers model.
+        shutil.copytree(local_payload_of(reports["ir_metrics"]["served_model_uri"]), out_dir,
+                        ignore=shutil.ignore_patterns("onnx", EXPORT_MANIFEST, CHECKS))
         reason = (f"the fine-tuned model failed {', '.join(failed)}; the served model still passes every quality "
                   f"gate on this data and stays")
     else:
@@ -65,6 +71,9 @@ def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, m
         load_model(config.base_model, device="cpu", max_seq_length=fine_tuned_length).save(str(out_dir))
         reason = f"the fine-tuned model failed {', '.join(failed)}: the untrained base model is promoted instead"
     context.log.info(reason)
+    write_promotion(out_dir, Promotion(decision=promoted, reason=reason, evaluated_model_fingerprint=fingerprint,
+                                       failed_gates=failed,
+                                       champion_release=reports["ir_metrics"]["served_release"] or None))
     gates = pd.DataFrame(reports["ir_metrics"]["gates"]).set_index("name")
     return dg.Output(out_dir, metadata={
         "promoted": promoted,

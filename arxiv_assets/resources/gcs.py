@@ -1,4 +1,5 @@
-"""The artifact IO manager on Google Cloud Storage: ``gs://<bucket>/<prefix>``, bucket and prefix from config.
+"""The artifact IO manager and the releases on Google Cloud Storage: ``gs://<bucket>/<prefix>[/releases]``,
+bucket and prefix from config.
 
 Everything about the layout (versions, manifests, ``LATEST``) is ``ArtifactStore``'s; this class only says
 where the root is. Credentials come from the environment (Workload Identity on GKE; the
@@ -7,7 +8,13 @@ where the root is. Credentials come from the environment (Workload Identity on G
 
 from pydantic import Field
 
-from arxiv_assets.resources.artifact_store import ArtifactIOManager, ArtifactStore
+from arxiv_assets.resources.io_manager import ArtifactIOManager
+from arxiv_assets.resources.releases import Releases
+from arxiv_assets.storage.artifacts import ArtifactStore
+
+
+def gcs_uri(bucket: str, prefix: str, *parts: str) -> str:
+    return "gs://" + "/".join(p.strip("/") for p in (bucket, prefix, *parts) if p.strip("/"))
 
 
 class GCSArtifactIOManager(ArtifactIOManager):
@@ -19,8 +26,19 @@ class GCSArtifactIOManager(ArtifactIOManager):
 
     @property
     def root_uri(self) -> str:
-        prefix = self.prefix.strip("/")
-        return f"gs://{self.bucket}/{prefix}" if prefix else f"gs://{self.bucket}"
+        return gcs_uri(self.bucket, self.prefix)
 
     def store(self) -> ArtifactStore:
         return ArtifactStore(self.root_uri, self.storage_options or None, self.keep_versions)
+
+
+class GCSReleases(Releases):
+    """``Releases`` at ``gs://<bucket>/<prefix>/releases``, beside the artifacts."""
+
+    bucket: str = Field(description="GCS bucket holding every artifact (no gs:// scheme)")
+    prefix: str = Field(default="", description="Folder inside the bucket, e.g. arxiv-embeddings")
+    base_uri: str = Field(default="", description="Unused here: the root is gs://<bucket>/<prefix>/releases")
+
+    @property
+    def root_uri(self) -> str:
+        return gcs_uri(self.bucket, self.prefix, "releases")

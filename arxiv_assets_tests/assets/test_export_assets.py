@@ -1,8 +1,9 @@
-"""onnx_model and faiss_index materialized for real: a real model, real papers, real checks; then what
-the service would pick from the Dagster instance they were recorded in."""
+"""onnx_model, faiss_index and release materialized for real: a real model, real papers, real checks; then
+what the service resolves from the release pointer, and what the release refuses."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,12 @@ import pandas as pd
 import pytest
 
 from arxiv_assets.assets.data import splits
+from arxiv_assets.assets.evaluation import evaluation
 from arxiv_assets.assets.export import FaissIndexConfig, OnnxModelConfig, faiss_index, onnx_model, parity_sample
 from arxiv_assets.assets.promotion import promoted_model
+from arxiv_assets.assets.release import release
+from arxiv_assets.ml import export as export_module
+from arxiv_assets.ml import hardware
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, encode, load_model, resolve_model_source
 from arxiv_assets.ml.export import (
     ExportError,
@@ -25,12 +30,15 @@ from arxiv_assets.ml.export import (
     model_fingerprint,
     quantization_target,
 )
-from arxiv_assets.ml.hardware import cpu_flags
 from arxiv_assets.ml.index import HnswOptions, PaperIndex, build_index, recall_at_k
-from arxiv_assets.ml.splits import make_splits
+from arxiv_assets.ml.splits import SplitSettings, make_splits
 from arxiv_assets.ml.text import paper_texts
-from arxiv_assets.resources.artifact_store import ArtifactIOManager, ArtifactStore
+from arxiv_assets.resources.io_manager import ArtifactIOManager
+from arxiv_assets.resources.releases import Releases
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
+from arxiv_assets.storage.artifacts import ArtifactStore
+from arxiv_assets.storage.releases import Promotion, ReleaseStore, write_promotion
+from arxiv_assets_tests.conftest import run_error_text
 from serving.resolution import Resolver
 
 PARITY_TEXTS = 64  # the asset's default is 256; 64 keeps this test to about a minute on 2 cores
@@ -44,14 +52,25 @@ class Pipeline:
     splits: pd.DataFrame
     model_dir: Path  # a copy of what `promoted_model` holds, for reference embeddings
 
-    def materialize(self, assets, run_config: dict) -> dg.ExecuteInProcessResult:
+    @property
+    def releases(self) -> ReleaseStore:
+        return ReleaseStore(f"{self.base_uri}/releases")
+
+    def materialize(self, assets, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+        upstream = [promoted_model, splits, evaluation, onnx_model, faiss_index]
         return dg.materialize(
             # the real upstream assets, read from the store (not re-run): their stored versions are the inputs
-            [promoted_model.to_source_asset(), splits.to_source_asset(), *assets], selection=assets,
+            [*(s for a in upstream if a not in assets for s in a.to_source_assets()), *assets], selection=assets,
             instance=self.instance, raise_on_error=False,
-            resources={"io_manager": ArtifactIOManager(base_uri=self.base_uri)},
-            run_config=dg.RunConfig(ops=run_config),
+            resources={"io_manager": ArtifactIOManager(base_uri=self.base_uri),
+                       "releases": Releases(base_uri=f"{self.base_uri}/releases")},
+            run_config=dg.RunConfig(ops=run_config or {}),
         )
+
+    def copy(self, target: Path) -> Pipeline:
+        """The same store (artifacts and releases) copied, for a test that publishes bad versions into it."""
+        shutil.copytree(self.base_uri, target)
+        return Pipeline(self.home, str(target), dg.DagsterInstance.ephemeral(), self.splits, self.model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +79,24 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory):
     papers from 6 subjects) in an artifact store, plus an on-disk Dagster instance."""
     papers = pd.read_parquet(BUNDLED_SAMPLE)
     subjects = papers["primary_subject"].value_counts().index[:6]
-    result = make_splits(papers[papers["primary_subject"].isin(subjects)], min_papers_per_subject=1,
-                         max_papers_per_subject=24, eval_fraction=0.1, test_fraction=0.5)
+    result = make_splits(papers[papers["primary_subject"].isin(subjects)], SplitSettings(
+        min_papers_per_subject=1, max_papers_per_subject=24, eval_fraction=0.1, test_fraction=0.5,
+        probe_papers_per_subject=None, unseen_subject_fraction=0.0, unseen_papers_per_subject=None, new_months=0))
     base_uri = str(tmp_path_factory.mktemp("artifacts"))
     store = ArtifactStore(base_uri)
     reference = tmp_path_factory.mktemp("reference") / "model"
     shutil.copytree(resolve_model_source(BUNDLED_BASE_MODEL), reference)
     published = tmp_path_factory.mktemp("published") / "model"
     shutil.copytree(reference, published)
+    fingerprint = model_fingerprint(reference)
+    write_promotion(published, Promotion("challenger", "passed every gate (test)", fingerprint, [], None))
     store.publish("promoted_model", published)  # what the promoted_model asset's IO manager writes
+    for report in ("ir_metrics", "classifier_metrics"):  # the evaluation's verdict on that model
+        report_dir = tmp_path_factory.mktemp(report)
+        (report_dir / "metrics.json").write_text(json.dumps({
+            "model_fingerprint": fingerprint, "gates": [], "served_release": "",
+            "headline": {"fine-tuned": {"test/P@10": 0.6}, "base": {"test/P@10": 0.5}}}))
+        store.publish(report, report_dir)
     store.publish("splits", result.papers)
     home = tmp_path_factory.mktemp("dagster_home")
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -132,26 +160,56 @@ def test_faiss_index_holds_every_paper_and_finds_each_one_first(exported, pipeli
     assert all(h[0]["score"] == pytest.approx(1.0, abs=1e-4) for h in hits)
 
 
-def test_the_service_resolves_the_export_and_the_index_from_the_instance(exported, pipeline: Pipeline):
-    resolution = Resolver(str(pipeline.home)).resolve()
-    assert resolution.model.asset == "onnx_model" and resolution.model.run_id == exported.run_id
-    assert resolution.index.asset == "faiss_index" and resolution.index.run_id == exported.run_id
+@pytest.fixture(scope="module")
+def released(exported, pipeline: Pipeline) -> dg.ExecuteInProcessResult:
+    result = pipeline.materialize([release])
+    assert result.success, run_error_text(result)
+    return result
+
+
+def test_release_points_the_service_at_the_export_and_the_index(released, exported, pipeline: Pipeline):
+    meta = materialization_metadata(released, "release")
+    assert meta["moved"] is True and meta["decision"] == "challenger" and meta["replaces"] == ""
+    resolution = Resolver(f"{pipeline.base_uri}/releases").resolve()
+    assert resolution.release.release_id == meta["release_id"]
+    assert resolution.model.uri == materialization_metadata(exported, "onnx_model")["uri"]
+    assert resolution.index.uri == materialization_metadata(exported, "faiss_index")["uri"]
     assert resolution.model.local_path().joinpath("onnx_export.json").is_file()
+    assert resolution.release.model_fingerprint == model_fingerprint(pipeline.model_dir)
+    again = pipeline.materialize([release])  # nothing new to release: the pointer stays
+    assert again.success and materialization_metadata(again, "release")["moved"] is False
+    assert pipeline.releases.current_id() == meta["release_id"]
 
 
-def test_a_failed_parity_check_blocks_and_the_service_keeps_the_passing_export(exported, pipeline: Pipeline):
-    failing = pipeline.materialize([onnx_model], {
+def test_an_export_whose_parity_check_failed_is_never_released(released, pipeline: Pipeline, tmp_path: Path):
+    copy = pipeline.copy(tmp_path / "store")
+    current = copy.releases.current_id()
+    failing = copy.materialize([onnx_model], {
         "onnx_model": OnnxModelConfig(parity_texts=16, min_cosine_int8=1.01),  # unreachable: must fail
     })
-    assert not failing.success
-    checks = check_results(failing)
-    assert not checks["onnx_int8_parity"].passed and checks["onnx_fp32_parity"].passed
-    # the store's LATEST now points at the failed export; only the instance knows not to serve it
-    assert materialization_metadata(failing, "onnx_model")["uri"] == ArtifactStore(pipeline.base_uri).latest_uri(
-        "onnx_model")
-    resolution = Resolver(str(pipeline.home)).resolve()
-    assert resolution.model.run_id == exported.run_id
-    assert any(failing.run_id in note and "onnx_int8_parity failed" in note for note in resolution.notes)
+    assert not failing.success and not check_results(failing)["onnx_int8_parity"].passed
+    # The failed export is stored (the store's LATEST names it); a release in another run reads its checks.
+    attempt = copy.materialize([release])
+    assert not attempt.success
+    assert "blocking check onnx_int8_parity failed" in run_error_text(attempt)
+    assert copy.releases.current_id() == current  # the service keeps serving the release it had
+
+
+def test_an_index_built_by_another_model_is_never_released(released, pipeline: Pipeline, tmp_path: Path):
+    copy = pipeline.copy(tmp_path / "store")
+    current = copy.releases.current_id()
+    other = load_model(pipeline.model_dir)
+    other[0].auto_model.embeddings.word_embeddings.weight.data[0] += 1.0  # other weights, another fingerprint
+    other.save(str(tmp_path / "other-model"))
+    # promoted after the same evaluation (the reports judged the reference model), then indexed alone
+    write_promotion(tmp_path / "other-model", Promotion("challenger", "test", model_fingerprint(pipeline.model_dir),
+                                                        [], None))
+    ArtifactStore(copy.base_uri).publish("promoted_model", tmp_path / "other-model")
+    assert copy.materialize([faiss_index], {"faiss_index": FaissIndexConfig(recall_queries=20)}).success
+    attempt = copy.materialize([release])  # the export is still the old model's; the index the new one's
+    assert not attempt.success
+    assert "onnx_model" in run_error_text(attempt) and "not the promoted model" in run_error_text(attempt)
+    assert copy.releases.current_id() == current
 
 
 def test_hnsw_option_reports_recall_and_gates_on_it(exported, pipeline: Pipeline):
@@ -176,11 +234,29 @@ def test_recall_is_measured_against_exact_search(exported):
     assert recall_at_k(weak, vectors, rows) < 0.95
 
 
-def test_quantization_config_follows_the_cpu_flags():
-    flags = cpu_flags()
-    expected = ("avx512_vnni" if {"avx512_vnni", "avx_vnni", "amx_int8"} & flags
-                else "avx512" if {"avx512f", "avx512bw"} <= flags else "avx2")
-    assert quantization_target() in {expected, "arm64"}
+# Every CPU class the README names, by its /proc/cpuinfo flags (the relevant ones), and the int8 config it must
+# get: signed int8 weights only where VNNI (AVX512-VNNI, AVX-VNNI or AMX-INT8) multiplies them natively,
+# the AVX-512 config where AVX-512 has no VNNI, otherwise the AVX2 config (no int16 saturation).
+CPU_CLASSES: dict[str, tuple[str, frozenset[str], str]] = {
+    "AVX2 only (AMD EPYC Zen 2/3)": ("x86_64", frozenset({"avx2", "fma"}), "avx2"),
+    "AVX-512 without VNNI (Skylake-SP)": ("x86_64", frozenset({"avx2", "avx512f", "avx512bw"}), "avx512"),
+    "AVX512-VNNI and AVX512-BF16 (AMD EPYC Zen 4)": (
+        "x86_64", frozenset({"avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"}), "avx512_vnni"),
+    "AMX (Intel Xeon Sapphire Rapids)": (
+        "x86_64", frozenset({"avx2", "avx512f", "avx512bw", "avx512_vnni", "amx_int8", "amx_bf16"}), "avx512_vnni"),
+    "AVX-VNNI without AVX-512 (Alder Lake)": ("x86_64", frozenset({"avx2", "avx_vnni"}), "avx512_vnni"),
+    "no flags to read (macOS on Intel)": ("x86_64", frozenset(), "avx2"),
+    "ARM (Graviton, Apple silicon)": ("aarch64", frozenset(), "arm64"),
+}
+
+
+@pytest.mark.parametrize("cpu", list(CPU_CLASSES))
+def test_quantization_config_suits_every_cpu_class(cpu: str, monkeypatch: pytest.MonkeyPatch):
+    machine, flags, expected = CPU_CLASSES[cpu]
+    monkeypatch.setattr(export_module.platform, "machine", lambda: machine)
+    monkeypatch.setattr(export_module, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: flags)
+    assert quantization_target() == expected
 
 
 def test_an_incomplete_export_is_refused_naming_the_missing_file(exported, tmp_path: Path):

@@ -18,8 +18,11 @@ from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, ModelLoadError, encode
 from arxiv_assets.ml.evaluation import GATE_ASSETS, SLICES, GateSettings
 from arxiv_assets.ml.export import model_fingerprint
 from arxiv_assets.profiles import get_profile
-from arxiv_assets.resources.artifact_store import ArtifactIOManager, ArtifactStore
+from arxiv_assets.resources.io_manager import ArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
+from arxiv_assets.resources.releases import Releases
+from arxiv_assets.storage.artifacts import ArtifactStore
+from arxiv_assets.storage.releases import Release, ReleaseStore, read_promotion
 from arxiv_assets_tests.conftest import SmokeModel, run_error_text, smoke_run_config
 
 GRAPH = [raw_papers, splits, pairs, tfidf_baseline, model, evaluation, promoted_model]
@@ -109,13 +112,27 @@ def _random_model(smoke_model: SmokeModel, tmp_path: Path) -> Path:
     return tmp_path / "random-model"
 
 
+def _resources(base_uri: str) -> dict:
+    return {"io_manager": ArtifactIOManager(base_uri=base_uri), "paper_source": PaperSource(),
+            "releases": Releases(base_uri=f"{base_uri}/releases")}
+
+
 def _evaluate_and_promote(base_uri: str, instance: dg.DagsterInstance, **gates: float) -> dg.ExecuteInProcessResult:
     config = smoke_run_config("evaluation")
     config.ops["evaluation"]["config"] |= gates
-    return dg.materialize(
-        GRAPH, selection=[evaluation, promoted_model], raise_on_error=False, run_config=config, instance=instance,
-        resources={"io_manager": ArtifactIOManager(base_uri=base_uri), "paper_source": PaperSource()},
-    )
+    return dg.materialize(GRAPH, selection=[evaluation, promoted_model], raise_on_error=False, run_config=config,
+                          instance=instance, resources=_resources(base_uri))
+
+
+def _release_promoted(base_uri: str) -> Release:
+    """Make the promoted model the champion, as ``release`` does after exporting and indexing it (those steps
+    and the release asset itself are exercised in test_export_assets.py; here only the champion matters)."""
+    store = ArtifactStore(base_uri)
+    uri = store.latest_uri("promoted_model")
+    releases = ReleaseStore(f"{base_uri}/releases")
+    return releases.publish(Release(release_id=Release.new_id(), model_uri=uri,
+                                    model_fingerprint=model_fingerprint(store.local_payload(uri)), index_uri=None,
+                                    decision="challenger", reason="test champion", replaces=releases.current_id()))
 
 
 def _promoted(result: dg.ExecuteInProcessResult) -> dict:
@@ -131,6 +148,7 @@ def test_a_worse_challenger_keeps_the_champion_and_a_failing_champion_gives_way_
     first = _evaluate_and_promote(_store_with_model(smoke_model, tmp_path, good, instance), instance)
     assert first.success and _promoted(first)["promoted"] == "challenger"  # smoke gates: the first model passes
     store = ArtifactStore(str(tmp_path / "store"))
+    champion = _release_promoted(str(tmp_path / "store"))
 
     # A re-initialized model under the smoke profile's lenient gates: it passes them, but scores below the
     # served model on the same test split, so the served model (still passing) stays.
@@ -144,6 +162,8 @@ def test_a_worse_challenger_keeps_the_champion_and_a_failing_champion_gives_way_
     promoted = _promoted(second)
     assert promoted["promoted"] == "champion" and promoted["failed_gates"] == [BEATS_SERVED]
     assert model_fingerprint(store.local_payload(promoted["uri"])) == good_fingerprint
+    kept = read_promotion(store.local_payload(promoted["uri"]))
+    assert kept.decision == "champion" and kept.champion_release == champion.release_id
 
     # The same challenger under the default profile's gates, with an in-distribution bar nothing clears:
     # it fails them, so does the champion, and the untrained base model is promoted.
@@ -172,7 +192,7 @@ def test_promotion_refuses_reports_about_another_model(smoke_model: SmokeModel, 
     _store_with_model(smoke_model, tmp_path, _random_model(smoke_model, tmp_path), instance)  # a newer model...
     alone = dg.materialize(  # ...promoted against the reports of the old one
         GRAPH, selection=[promoted_model], raise_on_error=False, instance=instance,
-        resources={"io_manager": ArtifactIOManager(base_uri=base_uri), "paper_source": PaperSource()},
+        resources=_resources(base_uri),
     )
     assert not alone.success
     assert "not the model being promoted" in run_error_text(alone)
@@ -192,8 +212,7 @@ def test_corrupt_model_directory_gives_a_clear_error(smoke_model: SmokeModel, tm
 
     result = dg.materialize(
         GRAPH, selection=[evaluation], raise_on_error=False, run_config=smoke_run_config("evaluation"),
-        resources={"io_manager": ArtifactIOManager(base_uri=_store_with_model(smoke_model, tmp_path, corrupt)),
-                   "paper_source": PaperSource()},
+        resources=_resources(_store_with_model(smoke_model, tmp_path, corrupt)),
     )
     assert not result.success
     assert "could not load model" in run_error_text(result)

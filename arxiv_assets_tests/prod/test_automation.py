@@ -15,8 +15,10 @@ import pytest
 
 from arxiv_assets import automation
 from arxiv_assets.definitions import ALL_ASSETS, defs
-from arxiv_assets.resources.artifact_store import ArtifactIOManager
+from arxiv_assets.deployments import DEPLOYMENT_ENV_VAR
+from arxiv_assets.resources.io_manager import ArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
+from arxiv_assets.resources.releases import Releases
 from arxiv_assets_tests.conftest import partition_range_tags
 
 RAW = dg.AssetKey("raw_papers")
@@ -40,16 +42,17 @@ def schedule_run_request(when: datetime) -> dg.RunRequest:
 
 @pytest.fixture
 def resources(tmp_path) -> dict:
-    return {"io_manager": ArtifactIOManager(base_uri=str(tmp_path / "artifacts")), "paper_source": PaperSource()}
+    return {"io_manager": ArtifactIOManager(base_uri=str(tmp_path / "artifacts")), "paper_source": PaperSource(),
+            "releases": Releases(base_uri=str(tmp_path / "artifacts" / "releases"))}
 
 
-def test_every_downstream_asset_has_the_retrain_condition():
+def test_release_carries_the_condition_and_everything_between_is_lazy():
     specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
     assert specs[RAW].automation_condition is None  # the schedule loads months, nothing else
     assert downstream_keys() == set(specs) - {RAW}
-    for key in downstream_keys():
-        assert specs[key].automation_condition is not None, key
-    assert any(specs[k].automation_condition.get_label() == "retrain_on_new_data" for k in downstream_keys())
+    assert specs[automation.RELEASE].automation_condition.get_label() == "release_on_new_data"
+    for key in downstream_keys() - {automation.RELEASE}:
+        assert specs[key].automation_condition == dg.AutomationCondition.any_downstream_conditions(), key
 
 
 def test_schedule_materializes_the_month_that_just_closed():
@@ -59,10 +62,14 @@ def test_schedule_materializes_the_month_that_just_closed():
     assert defs.resolve_schedule_def("raw_papers_monthly").job_name == automation.raw_papers_job.name
 
 
-def test_automation_is_off_locally_and_on_in_prod():
-    assert {s.default_status for s in automation.schedules(running=False)} == {dg.DefaultScheduleStatus.STOPPED}
-    assert {s.default_status for s in automation.schedules(running=True)} == {dg.DefaultScheduleStatus.RUNNING}
-    assert {s.default_status for s in automation.sensors(running=True)} == {dg.DefaultSensorStatus.RUNNING}
+@pytest.mark.parametrize(("deployment", "schedule_status", "sensor_status"), [
+    ("local", dg.DefaultScheduleStatus.STOPPED, dg.DefaultSensorStatus.STOPPED),
+    ("prod", dg.DefaultScheduleStatus.RUNNING, dg.DefaultSensorStatus.RUNNING),
+])
+def test_automation_is_off_locally_and_on_in_prod(monkeypatch, deployment, schedule_status, sensor_status):
+    monkeypatch.setenv(DEPLOYMENT_ENV_VAR, deployment)  # what the code location reads when it loads
+    assert {s.default_status for s in automation.schedules()} == {schedule_status}
+    assert {s.default_status for s in automation.sensors()} == {sensor_status}
 
 
 def test_a_new_month_requests_one_retrain_then_nothing(resources):
@@ -82,11 +89,12 @@ def test_a_new_month_requests_one_retrain_then_nothing(resources):
                            partition_key=run_request.partition_key, tags=run_request.tags)
     assert month.success
 
-    # ...makes the next tick request every downstream asset once, in that one tick (one run's worth)...
+    # ...makes the next tick request the release and, for it, every asset between once, in that one
+    # tick (one run's worth)...
     tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
     assert requested(tick) == {key.to_user_string(): 1 for key in downstream_keys()}
 
-    # ...and the ticks after it request nothing: no retrain on every tick.
+    # ...and the ticks after it request nothing: no retrain on every tick, no lazy asset on its own.
     for _ in range(2):
         tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
         assert requested(tick) == {}

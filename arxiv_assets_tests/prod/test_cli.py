@@ -18,7 +18,7 @@ import dagster as dg
 import pandas as pd
 
 from arxiv_assets.profiles import run_config
-from arxiv_assets.resources.artifact_store import ArtifactStore
+from arxiv_assets.storage.artifacts import ArtifactStore
 
 from .conftest import PROJECT_ROOT, VENV_BIN, subprocess_env
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from arxiv_assets.resources.artifact_store import LATEST, MANIFEST, PAYLOAD, ArtifactNotFoundError, ArtifactStore
+from arxiv_assets.storage.artifacts import LATEST, MANIFEST, PAYLOAD, ArtifactNotFoundError, ArtifactStore
 
 from .conftest import GCSEmulator, subprocess_env
 
@@ -29,7 +29,7 @@ FILE_BYTES = 256 * 1024  # 30 MiB in all
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from arxiv_assets.resources.artifact_store import ArtifactStore
+    from arxiv_assets.storage.artifacts import ArtifactStore
 
     root, key, files, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     model = Path(sys.argv[5])

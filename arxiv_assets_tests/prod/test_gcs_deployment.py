@@ -10,6 +10,7 @@ automation conditions request the retrain, and that run (smoke profile) writes e
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -22,9 +23,10 @@ from arxiv_assets.definitions import ALL_ASSETS, defs
 from arxiv_assets.deployments import current_deployment, executor_for, resources_for
 from arxiv_assets.ml.splits import SPLITS
 from arxiv_assets.profiles import run_config
-from arxiv_assets.resources.artifact_store import LATEST, MANIFEST, PAYLOAD, ArtifactStore
 from arxiv_assets.resources.gcs import GCSArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
+from arxiv_assets.storage.artifacts import LATEST, MANIFEST, PAYLOAD, ArtifactStore
+from arxiv_assets.storage.releases import PointerMovedError, Release, ReleaseStore
 from arxiv_assets_tests.conftest import partition_range_tags, run_error_text
 from serving.app import create_app
 from serving.settings import Settings
@@ -89,7 +91,8 @@ def test_every_asset_lands_in_the_bucket(gcs_emulator: GCSEmulator, monkeypatch:
 
     # What is in the bucket, listed through the JSON API: LATEST + one complete version per asset (partition).
     names = set(gcs_emulator.object_names(f"{PREFIX}/"))
-    artifact_keys = [f"raw_papers/{m}" for m in MONTHS] + [key.to_user_string() for key in sorted(retrain)]
+    artifact_keys = [f"raw_papers/{m}" for m in MONTHS] + [key.to_user_string() for key in sorted(retrain)
+                                                           if key != dg.AssetKey("release")]  # writes no artifact
     store = ArtifactStore(f"gs://{gcs_emulator.bucket}/{PREFIX}", cache_dir=str(tmp_path / "cache"))
     formats = {}
     for key in artifact_keys:
@@ -128,14 +131,32 @@ def test_every_asset_lands_in_the_bucket(gcs_emulator: GCSEmulator, monkeypatch:
     model_event = downstream.asset_materializations_for_node("model")[0]
     assert model_event.metadata["uri"].value == store.latest_uri("model")
 
-    # The service serves straight from the bucket: the gs:// URIs the materializations recorded.
-    settings = Settings(dagster_home=str(tmp_path / "no-instance"), model_uri=store.latest_uri("model"),
-                        index_uri=store.latest_uri("faiss_index"), backend="torch-fp32", threads=1,
-                        poll_interval_s=0, wait_for_model_on_startup=True)
+    # The release: a manifest and CURRENT in the bucket, naming the gs:// export and index it pinned.
+    releases_uri = f"gs://{gcs_emulator.bucket}/{PREFIX}/releases"
+    releases = ReleaseStore(releases_uri)
+    released = releases.current()
+    assert released is not None and f"{PREFIX}/releases/CURRENT" in names
+    assert f"{PREFIX}/releases/{released.release_id}/release.json" in names
+    assert released.model_uri == store.latest_uri("onnx_model") and released.index_uri == store.latest_uri(
+        "faiss_index")
+    assert store.pinned("onnx_model") == {released.model_uri.rsplit("/", 1)[-1]}
+
+    # The service serves straight from the bucket, through the pointer alone.
+    settings = Settings(releases_uri=releases_uri, backend="torch-fp32", threads=1, poll_interval_s=0,
+                        wait_for_model_on_startup=True)
     with TestClient(create_app(settings)) as client:
         ready = client.get("/ready").json()
-        assert ready["model"]["uri"] == store.latest_uri("model")
+        assert ready["release"] == released.release_id and ready["model"]["uri"] == released.model_uri
         embedded = client.post("/embed", json={"texts": ["Dark matter halos of dwarf galaxies"]})
         assert embedded.status_code == 200 and len(embedded.json()["embeddings"][0]) == 384
         hits = client.post("/search", json={"query": "galaxy rotation curves", "k": 3}).json()["results"]
         assert len(hits) == 3 and set(splits["id"]) >= {hit["id"] for hit in hits}
+
+    # Moving the pointer on GCS: a writer that read an older CURRENT is refused; rollback moves it back.
+    second = releases.publish(replace(released, release_id=Release.new_id(), created_at="",
+                                      replaces=released.release_id))
+    with pytest.raises(PointerMovedError):
+        releases.move(released.release_id, expected=released.release_id)  # CURRENT names `second` now
+    assert releases.current_id() == second.release_id
+    assert releases.rollback().release_id == released.release_id
+    assert ReleaseStore(releases_uri).current_id() == released.release_id  # a fresh reader sees it

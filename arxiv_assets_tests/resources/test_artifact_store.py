@@ -8,14 +8,8 @@ import pandas as pd
 import pytest
 from datasets import Dataset, DatasetDict
 
-from arxiv_assets.resources.artifact_store import (
-    LATEST,
-    MANIFEST,
-    PAYLOAD,
-    ArtifactIOManager,
-    ArtifactNotFoundError,
-    ArtifactStore,
-)
+from arxiv_assets.resources.io_manager import ArtifactIOManager
+from arxiv_assets.storage.artifacts import LATEST, MANIFEST, PAYLOAD, ArtifactNotFoundError, ArtifactStore
 
 
 @pytest.fixture
@@ -91,6 +85,15 @@ def test_versions_are_kept_then_pruned(store):
         with pytest.raises(ArtifactNotFoundError):
             store.load(old)
     assert store.load(uris[2]) == {"n": 2}  # the previous version stays: a rollback target
+
+
+def test_a_pinned_version_outlives_pruning(store):
+    released = store.publish("onnx_model", {"v": 0})
+    store.pin(released)
+    for i in range(1, 5):
+        store.publish("onnx_model", {"v": i})
+    assert store.load(released) == {"v": 0}  # four newer versions, keep_versions=2: still there
+    assert len(store.versions("onnx_model")) == 3  # the two newest and the pinned one
 
 
 def test_latest_only_moves_after_the_manifest(tmp_path):

@@ -1,11 +1,11 @@
-"""Real models, real exports, real Dagster materializations for the service tests.
+"""Real models, real exports and real releases for the service tests.
 
 * ``model_dir``: a copy of the bundled all-MiniLM-L6-v2 (a real Sentence Transformers directory).
 * ``onnx_dir``: that model exported by ``arxiv_assets.ml.export.export_onnx`` (fp32 + int8), once per session.
 * ``index_dir``: a real FAISS index of real bundled papers embedded by ``model_dir``.
-* ``materialize_artifact``: records a directory as a materialization of an asset key (``promoted_model``,
-  ``onnx_model``, ``faiss_index``) in a Dagster instance through the project's ``ArtifactIOManager``,
-  with a blocking check that passes or fails — exactly what the service reads.
+* ``publish_release``: stores a model and an index through the project's ``ArtifactStore`` and moves
+  ``CURRENT`` to a release of them through ``ReleaseStore``, the two calls the ``release`` asset makes
+  (after its gates, which the graph tests exercise) and exactly what the service reads.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import socket
 import tempfile
 from pathlib import Path
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,8 +23,9 @@ from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, encode, load_model, re
 from arxiv_assets.ml.export import export_onnx, model_fingerprint
 from arxiv_assets.ml.index import paper_index
 from arxiv_assets.ml.text import paper_texts
-from arxiv_assets.resources.artifact_store import ArtifactIOManager
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
+from arxiv_assets.storage.artifacts import ArtifactStore
+from arxiv_assets.storage.releases import Release, ReleaseStore
 
 SHORT_TEXTS = ["Graph neural networks for molecules", "Dark matter halos in dwarf galaxies",
                "A proof of the twin prime conjecture", "Reinforcement learning for robot grasping"]
@@ -59,33 +59,23 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, index_p
     return built.save(tmp_path_factory.mktemp("indexes") / "index")
 
 
-def materialize_artifact(instance: dg.DagsterInstance, base_uri: str, key: str, source: Path,
-                         passes: bool = True, metadata: dict | None = None) -> dg.ExecuteInProcessResult:
-    """Materialize ``key`` as a copy of the directory ``source``, with one blocking check that passes or not."""
-
-    @dg.asset(name=key, check_specs=[dg.AssetCheckSpec("fit_to_serve", asset=key, blocking=True)])
-    def artifact():
-        payload = Path(tempfile.mkdtemp(prefix="test-artifact-"))  # the IO manager deletes it once stored
-        shutil.copytree(source, payload, dirs_exist_ok=True)
-        yield dg.Output(payload, metadata=metadata or {})
-        yield dg.AssetCheckResult(check_name="fit_to_serve", passed=passes)
-
-    return dg.materialize([artifact], instance=instance, raise_on_error=False,
-                          resources={"io_manager": ArtifactIOManager(base_uri=base_uri)})
+def store_copy(store: ArtifactStore, key: str, source: Path) -> str:
+    """Publish a copy of the directory ``source`` as a new version of ``key`` (publishing consumes its input)."""
+    payload = Path(tempfile.mkdtemp(prefix="test-artifact-")) / "payload"
+    shutil.copytree(source, payload)
+    return store.publish(key, payload)
 
 
-@pytest.fixture
-def dagster_home(tmp_path: Path) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    return home
-
-
-@pytest.fixture
-def instance(dagster_home: Path) -> dg.DagsterInstance:
-    """A persistent (SQLite) instance, the kind the service reads through DAGSTER_HOME."""
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        yield instance
+def publish_release(root: Path, model: Path, index: Path | None = None, model_fingerprint_claimed: str | None = None,
+                    decision: str = "challenger") -> Release:
+    """A release of ``model`` (and ``index``) under ``root``/artifacts, CURRENT moved to it under ``root``/releases."""
+    store, releases = ArtifactStore(str(root / "artifacts")), ReleaseStore(str(root / "releases"))
+    return releases.publish(Release(
+        release_id=Release.new_id(), model_uri=store_copy(store, "onnx_model", model),
+        model_fingerprint=model_fingerprint_claimed or model_fingerprint(model),
+        index_uri=store_copy(store, "faiss_index", index) if index else None, decision=decision,
+        reason="published by a test", replaces=releases.current_id(),
+    ))
 
 
 def free_port() -> int:

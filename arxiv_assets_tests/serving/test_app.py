@@ -1,4 +1,4 @@
-"""The service's logic through FastAPI's TestClient, against real models and real materializations."""
+"""The service's logic through FastAPI's TestClient, against real models and real releases."""
 
 from __future__ import annotations
 
@@ -9,50 +9,45 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from arxiv_assets.ml.text import paper_texts
+from arxiv_assets.storage.releases import Release
+from arxiv_assets.storage.releases import main as releases_cli
 from serving import Settings, create_app
 from serving.backends import available_backends
 
-from .conftest import SHORT_TEXTS, materialize_artifact, own_embeddings
+from .conftest import SHORT_TEXTS, own_embeddings, publish_release
 
 
-def make_client(dagster_home: Path, **overrides) -> TestClient:
+def make_client(root: Path, **overrides) -> TestClient:
     defaults = {"backend": "torch-fp32", "threads": 1}  # pinned: nothing to measure, quick to start
-    settings = Settings(dagster_home=str(dagster_home), poll_interval_s=0, wait_for_model_on_startup=True,
+    settings = Settings(releases_uri=str(root / "releases"), poll_interval_s=0, wait_for_model_on_startup=True,
                         **{**defaults, **overrides})
     return TestClient(create_app(settings))
 
 
 @dataclass(frozen=True)
 class World:
-    """A Dagster instance holding one passing ``model`` and one passing ``faiss_index`` materialization."""
+    """A releases folder whose CURRENT release serves the bundled model and an index it built."""
 
-    home: Path
-    model_run: str
-    index_run: str
+    root: Path
+    release: Release
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, index_dir: Path) -> World:
-    home = tmp_path_factory.mktemp("dagster_home")
-    artifacts = str(tmp_path_factory.mktemp("artifacts"))
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        model_run = materialize_artifact(instance, artifacts, "promoted_model", model_dir)
-        index_run = materialize_artifact(instance, artifacts, "faiss_index", index_dir)
-    assert model_run.success and index_run.success
-    return World(home, model_run.run_id, index_run.run_id)
+    root = tmp_path_factory.mktemp("world")
+    return World(root, publish_release(root, model_dir, index_dir))
 
 
 @pytest.fixture(scope="module")
 def client(world: World):
     """One service for the tests that only read; small limits so the limit tests are cheap."""
-    with make_client(world.home, max_texts=5, max_chars=100, max_k=10) as client:
+    with make_client(world.root, max_texts=5, max_chars=100, max_k=10) as client:
         yield client
 
 
@@ -63,8 +58,8 @@ def metric_value(client: TestClient, name: str) -> float:
     return 0.0
 
 
-def test_without_a_model_health_is_up_and_model_endpoints_say_what_to_materialize(dagster_home: Path):
-    with make_client(dagster_home) as client:
+def test_without_a_release_health_is_up_and_model_endpoints_say_what_to_materialize(tmp_path: Path):
+    with make_client(tmp_path) as client:
         assert client.get("/health").json() == {"status": "ok"}
         ready = client.get("/ready")
         assert ready.status_code == 503
@@ -74,7 +69,7 @@ def test_without_a_model_health_is_up_and_model_endpoints_say_what_to_materializ
                            ("/v1/embeddings", {"input": "a", "model": "arxiv-embeddings"})]:
             response = client.post(path, json=body)
             assert response.status_code == 503, path
-            assert "materialize onnx_model" in response.json()["detail"]
+            assert "materialize `release`" in response.json()["detail"]
 
 
 def test_embed_returns_the_models_own_normalized_embeddings(client: TestClient, world: World, model_dir: Path):
@@ -85,11 +80,11 @@ def test_embed_returns_the_models_own_normalized_embeddings(client: TestClient, 
     assert vectors.shape == (len(SHORT_TEXTS), 384) and body["dim"] == 384
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(vectors, own_embeddings(model_dir, SHORT_TEXTS), atol=1e-4)
-    assert body["model_version"] == world.model_run and body["backend"] == "torch-fp32"
+    assert body["model_version"] == world.release.release_id and body["backend"] == "torch-fp32"
 
     ready = client.get("/ready").json()
-    assert ready["model"]["run_id"] == world.model_run and ready["model"]["asset"] == "promoted_model"
-    assert ready["model"]["materialized_at"].startswith("20") and ready["backend"] == "torch-fp32"
+    assert ready["release"] == world.release.release_id and ready["model"]["uri"] == world.release.model_uri
+    assert ready["model"]["released_at"].startswith("20") and ready["backend"] == "torch-fp32"
 
 
 def test_find_similar_ranks_documents_by_cosine(client: TestClient, model_dir: Path):
@@ -152,7 +147,7 @@ def test_search_finds_papers_in_the_served_index(client: TestClient, world: Worl
     response = client.post("/search", json={"query": paper_texts(index_papers.iloc[[5]])[0][:100], "k": 3})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["index_version"] == world.index_run and body["model_version"] == world.model_run
+    assert body["index_version"] == body["model_version"] == world.release.release_id
     top = body["results"][0]
     assert (top["id"], top["title"], top["subject"]) == (paper["id"], paper["title"], paper["primary_subject"])
     assert len(body["results"]) == 3
@@ -173,10 +168,10 @@ def test_metrics_count_requests_and_batches(client: TestClient):
     assert metric_value(client, names[3]) > before[names[3]]
 
 
-def test_bearer_token_guards_everything_but_health(world: World):
-    with make_client(world.home, api_token="s3cret") as client:
-        assert client.get("/health").status_code == 200
-        for method, path, body in [("GET", "/ready", None), ("POST", "/embed", {"texts": ["a"]}),
+def test_bearer_token_guards_everything_but_the_probes(world: World):
+    with make_client(world.root, api_token="s3cret") as client:
+        assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 200
+        for method, path, body in [("POST", "/embed", {"texts": ["a"]}),
                                    ("GET", "/metrics", None), ("POST", "/admin/reload", None)]:
             assert client.request(method, path, json=body).status_code == 401, path
             wrong = client.request(method, path, json=body, headers={"Authorization": "Bearer nope"})
@@ -187,7 +182,7 @@ def test_bearer_token_guards_everything_but_health(world: World):
 
 def test_overload_is_refused_with_429(world: World):
     # a queue of 3 texts, and a batch that waits 300 ms for company: 8 simultaneous requests overflow it
-    with make_client(world.home, max_queue_texts=3, max_texts=2, batch_wait_ms=300) as client:
+    with make_client(world.root, max_queue_texts=3, max_texts=2, batch_wait_ms=300) as client:
         with ThreadPoolExecutor(8) as pool:
             responses = list(pool.map(lambda text: client.post("/embed", json={"texts": [text]}), SHORT_TEXTS * 2))
         statuses = sorted(r.status_code for r in responses)
@@ -203,45 +198,37 @@ def test_settings_refuse_a_queue_smaller_than_one_request():
         Settings(max_queue_texts=4, max_texts=4)
 
 
-def test_an_index_built_by_another_model_is_not_searched(instance, dagster_home, tmp_path, model_dir, index_dir):
+def test_an_index_built_by_another_model_is_not_searched(tmp_path, model_dir, index_dir):
     other = tmp_path / "other-index"
     shutil.copytree(index_dir, other)
     meta = json.loads((other / "index.json").read_text())
     (other / "index.json").write_text(json.dumps({**meta, "model_fingerprint": "0123456789abcdef"}))
-    artifacts = str(tmp_path / "artifacts")
-    assert materialize_artifact(instance, artifacts, "promoted_model", model_dir).success
-    assert materialize_artifact(instance, artifacts, "faiss_index", other).success
-    with make_client(dagster_home) as client:
+    publish_release(tmp_path, model_dir, other)  # a manifest the release asset would refuse, written by hand
+    with make_client(tmp_path) as client:
         response = client.post("/search", json={"query": "galaxies"})
         assert response.status_code == 503
-        assert "materialize faiss_index for the served model" in response.json()["detail"]
+        assert "this release cannot search" in response.json()["detail"]
         assert client.post("/embed", json={"texts": ["still embeds"]}).status_code == 200
 
 
-def test_a_materialization_whose_blocking_check_failed_is_never_served(instance, dagster_home, tmp_path, model_dir,
-                                                                       onnx_dir):
-    artifacts = str(tmp_path / "artifacts")
-    good = materialize_artifact(instance, artifacts, "promoted_model", model_dir)
-    bad = materialize_artifact(instance, artifacts, "onnx_model", onnx_dir, passes=False)
-    assert good.success and not bad.success
-    with make_client(dagster_home) as client:
-        ready = client.get("/ready").json()
-        assert ready["model"]["run_id"] == good.run_id and ready["model"]["asset"] == "promoted_model"
+def test_a_release_whose_files_are_another_model_is_not_served(tmp_path, model_dir):
+    publish_release(tmp_path, model_dir, model_fingerprint_claimed="0123456789abcdef")
+    with make_client(tmp_path) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and "names 0123456789abcdef" in ready.json()["detail"]
+        assert client.post("/embed", json={"texts": ["a"]}).status_code == 503
 
 
-def test_reload_swaps_to_a_newer_onnx_model_measuring_backends(instance, dagster_home, tmp_path, model_dir,
-                                                               onnx_dir):
-    artifacts = str(tmp_path / "artifacts")
-    first = materialize_artifact(instance, artifacts, "promoted_model", model_dir)
-    with make_client(dagster_home, backend="auto", probe_texts=2) as client:
+def test_reload_follows_the_pointer_to_a_new_release_and_back_on_rollback(tmp_path, model_dir, onnx_dir):
+    first = publish_release(tmp_path, model_dir)
+    with make_client(tmp_path, backend="auto", probe_texts=2) as client:
         # A plain model has no ONNX files: one of the PyTorch backends this machine offers.
         assert client.get("/ready").json()["backend"] in available_backends(model_dir)
         assert client.get("/ready").json()["backend"].startswith("torch-")
         assert client.post("/admin/reload").json()["changed"] is False
-        second = materialize_artifact(instance, artifacts, "onnx_model", onnx_dir,
-                                      metadata={"source_model_run_id": first.run_id})
+        second = publish_release(tmp_path, onnx_dir)
         reloaded = client.post("/admin/reload").json()
-        assert reloaded["changed"] is True and reloaded["model"]["run_id"] == second.run_id
+        assert reloaded["changed"] is True and reloaded["release"] == second.release_id
         ready = client.get("/ready").json()
         measured = {m["backend"]: m for m in ready["backend_measurements"]}
         assert set(measured) == set(available_backends(onnx_dir))
@@ -252,4 +239,10 @@ def test_reload_swaps_to_a_newer_onnx_model_measuring_backends(instance, dagster
         vectors = np.array(client.post("/embed", json={"texts": SHORT_TEXTS}).json()["embeddings"])
         assert (vectors * own_embeddings(model_dir, SHORT_TEXTS)).sum(axis=1).min() > 0.98
         assert metric_value(client, 'arxiv_serving_reloads_total{outcome="loaded"}') == 2.0
-        assert f'run_id="{second.run_id}"' in client.get("/metrics").text
+        assert f'release_id="{second.release_id}"' in client.get("/metrics").text
+
+        # Rollback: the documented command moves CURRENT back; the next look at the pointer follows it.
+        assert releases_cli(["rollback", "--releases-uri", str(tmp_path / "releases")]) == 0
+        rolled_back = client.post("/admin/reload").json()
+        assert rolled_back["changed"] is True and rolled_back["release"] == first.release_id
+        assert client.get("/ready").json()["backend"].startswith("torch-")

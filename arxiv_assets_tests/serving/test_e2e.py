@@ -1,13 +1,14 @@
-"""The service as deployed: ``python -m serving`` under uvicorn on 127.0.0.1, reading a real Dagster instance.
+"""The service as deployed: ``python -m serving`` under uvicorn on 127.0.0.1, reading a releases folder.
 
-One server for the module, driven through its life in order: it starts with nothing to serve,
-picks up a model materialized while it runs (polling), serves concurrent requests, swaps to a
-newer ONNX export and index while requests are in flight (POST /admin/reload), answers the
-official ``openai`` client, and survives schemathesis without a 5xx.
+The server runs through ``serve_without_pipeline`` (Dagster and W&B unimportable, as in the slim
+serving image). Each test can run alone: ``served`` publishes the first release and waits for the
+poller to pick it up, the swap and rollback tests publish their own releases on top of whatever is
+current, and the test of an empty start uses a server of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import dagster as dg
 import httpx
 import hypothesis
 import numpy as np
@@ -29,9 +29,10 @@ import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+from arxiv_assets.storage.releases import Release
 from serving.backends import available_backends
 
-from .conftest import SHORT_TEXTS, assert_embeddings_match, free_port, materialize_artifact, own_embeddings
+from .conftest import SHORT_TEXTS, assert_embeddings_match, free_port, own_embeddings, publish_release
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-token"
@@ -41,20 +42,18 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @dataclass
 class Server:
     url: str
-    home: Path
-    artifacts: str
+    root: Path  # artifacts/ and releases/
     process: subprocess.Popen
-    runs: dict[str, str]
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=AUTH, timeout=60)
 
-    def materialize(self, key: str, source: Path, **kwargs) -> str:
-        with dg.DagsterInstance.from_config(str(self.home)) as instance:
-            run = materialize_artifact(instance, self.artifacts, key, source, **kwargs)
-        assert run.success
-        self.runs[key] = run.run_id
-        return run.run_id
+    def serving(self, release: Release, timeout: float = 120) -> dict:
+        """Wait until the poller serves ``release``; its /ready."""
+        with self.client() as client:
+            return wait_for(lambda: (r := client.get("/ready")).status_code == 200
+                            and r.json()["release"] == release.release_id and r.json(), timeout,
+                            f"release {release.release_id}", self.process)
 
 
 def wait_for(predicate, timeout: float, what: str, process: subprocess.Popen | None = None):
@@ -72,13 +71,12 @@ def wait_for(predicate, timeout: float, what: str, process: subprocess.Popen | N
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("e2e_home")
+@contextlib.contextmanager
+def running_server(root: Path, log_path: Path) -> Iterator[Server]:
     port = free_port()
     env = {
         **os.environ,
-        "DAGSTER_HOME": str(home),
+        "ARXIV_SERVING_RELEASES_URI": str(root / "releases"),
         "ARXIV_SERVING_PORT": str(port),
         "ARXIV_SERVING_POLL_INTERVAL_S": "1",
         "ARXIV_SERVING_BACKEND": "auto",
@@ -88,44 +86,57 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "ARXIV_SERVING_API_TOKEN": TOKEN,
         "ARXIV_SERVING_LOG_LEVEL": "warning",
     }
-    log = (tmp_path_factory.mktemp("e2e_logs") / "server.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "serving"], cwd=PROJECT_ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", home, str(tmp_path_factory.mktemp("e2e_artifacts")), process, {})
-    try:
-        wait_for(lambda: httpx.get(f"{server.url}/health", timeout=2).status_code == 200, 90, "/health", process)
-        yield server
-    finally:
-        process.send_signal(signal.SIGTERM)
+    with log_path.open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "arxiv_assets_tests.serving.serve_without_pipeline"],
+                                   cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = Server(f"http://127.0.0.1:{port}", root, process)
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            wait_for(lambda: httpx.get(f"{server.url}/health", timeout=2).status_code == 200, 90, "/health", process)
+            yield server
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    assert "is not in the serving image" not in log_path.read_text()  # nothing tried to import the pipeline
 
 
-def test_starts_without_a_model_and_says_what_to_materialize(server: Server):
-    assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}  # no token needed
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("e2e"), tmp_path_factory.mktemp("e2e_logs") / "server.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def served(server: Server, model_dir: Path, index_dir: Path) -> Release:
+    """The first release (the plain model and its index), published while the server runs and picked up."""
+    release = publish_release(server.root, model_dir, index_dir)
+    server.serving(release)
+    return release
+
+
+def test_starts_without_a_release_and_says_what_to_materialize(tmp_path: Path):
+    with running_server(tmp_path, tmp_path / "server.log") as server:
+        assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}  # no token needed
+        with server.client() as client:
+            wait_for(lambda: client.get("/ready").json()["status"] == "no_model", 30, "the first look for a release")
+            response = client.post("/embed", json={"texts": ["a"]})
+            assert response.status_code == 503 and "materialize `release`" in response.json()["detail"]
+            assert httpx.post(f"{server.url}/embed", json={"texts": ["a"]}).status_code == 401
+
+
+def test_picks_up_a_new_release_without_restart(server: Server, served: Release, model_dir: Path):
+    ready = server.serving(served)
+    # A plain model has no ONNX files: one of the PyTorch backends this machine offers, chosen by measuring.
+    assert ready["backend"] in available_backends(model_dir) and ready["backend"].startswith("torch-")
     with server.client() as client:
-        wait_for(lambda: client.get("/ready").json()["status"] == "no_model", 30, "the first look for a model")
-        response = client.post("/embed", json={"texts": ["a"]})
-        assert response.status_code == 503 and "materialize onnx_model" in response.json()["detail"]
-        assert httpx.post(f"{server.url}/embed", json={"texts": ["a"]}).status_code == 401
-
-
-def test_picks_up_a_new_materialization_without_restart(server: Server, model_dir: Path):
-    run_id = server.materialize("promoted_model", model_dir)
-    with server.client() as client:
-        ready = wait_for(lambda: (r := client.get("/ready")).status_code == 200 and r.json(), 60, "the model")
-        # A plain model has no ONNX files: one of the PyTorch backends this machine offers, chosen by measuring.
-        assert ready["model"]["run_id"] == run_id and ready["backend"] in available_backends(model_dir)
-        assert ready["backend"].startswith("torch-")
         vectors = np.array(client.post("/embed", json={"texts": SHORT_TEXTS}).json()["embeddings"])
     assert_embeddings_match(vectors, own_embeddings(model_dir, SHORT_TEXTS), ready["backend"])
 
 
-def test_concurrent_requests_are_batched_and_answered_in_order(server: Server):
+def test_concurrent_requests_are_batched_and_answered_in_order(server: Server, served: Release):
     requests = [[SHORT_TEXTS[i % 4], f"request {i}: {SHORT_TEXTS[(i + 1) % 4]}"] for i in range(16)]
     with server.client() as client:
         alone = {tuple(texts): np.array(client.post("/embed", json={"texts": texts}).json()["embeddings"])
@@ -142,8 +153,10 @@ def test_concurrent_requests_are_batched_and_answered_in_order(server: Server):
     assert sizes["arxiv_serving_batch_size_sum"] / sizes["arxiv_serving_batch_size_count"] > 2  # shared passes
 
 
-def test_hot_swap_to_onnx_and_index_while_requests_are_in_flight(server: Server, onnx_dir: Path, index_dir: Path):
-    old_run = server.runs["promoted_model"]
+def test_hot_swap_to_a_new_release_while_requests_are_in_flight(server: Server, served: Release, onnx_dir: Path,
+                                                                index_dir: Path):
+    with server.client() as client:
+        old = client.get("/ready").json()["release"]
     seen: list[tuple[int, str]] = []
     stop = threading.Event()
 
@@ -158,11 +171,10 @@ def test_hot_swap_to_onnx_and_index_while_requests_are_in_flight(server: Server,
         worker.start()
     try:
         wait_for(lambda: len(seen) >= 3, 60, "traffic on the old model")
-        new_run = server.materialize("onnx_model", onnx_dir, metadata={"source_model_run_id": old_run})
-        server.materialize("faiss_index", index_dir)
+        new = publish_release(server.root, onnx_dir, index_dir).release_id  # the same weights, exported
         with server.client() as client:
             reloaded = client.post("/admin/reload").json()
-            assert reloaded["model"]["run_id"] == new_run, reloaded  # (or the poller got there first)
+            assert reloaded["release"] == new, reloaded  # (or the poller got there first)
             count = len(seen)
             wait_for(lambda: len(seen) >= count + 3, 60, "traffic on the new model")
     finally:
@@ -171,17 +183,30 @@ def test_hot_swap_to_onnx_and_index_while_requests_are_in_flight(server: Server,
             worker.join()
     assert {status for status, _ in seen} == {200}  # nothing failed during the swap
     versions = [version for _, version in seen]
-    assert versions[0] == old_run and versions[-1] == new_run
+    assert versions[0] == old and versions[-1] == new
     with server.client() as client:
         ready = client.get("/ready").json()
         search = client.post("/search", json={"query": "dark matter in dwarf galaxies", "k": 3}).json()
     measured = {(m["backend"], m["threads"]) for m in ready["backend_measurements"]}
     assert {name for name, _ in measured} == set(available_backends(onnx_dir))
     assert (ready["backend"], ready["threads"]) in measured
-    assert ready["index"]["run_id"] == server.runs["faiss_index"] and len(search["results"]) == 3
+    assert ready["index"]["release_id"] == new and len(search["results"]) == 3
 
 
-def test_the_openai_client_gets_the_services_embeddings(server: Server):
+def test_rollback_is_one_command_and_the_service_follows(server: Server, served: Release, model_dir: Path,
+                                                        index_dir: Path):
+    before = publish_release(server.root, model_dir, index_dir)  # two releases: one to go back to
+    newest = publish_release(server.root, model_dir, index_dir)
+    server.serving(newest)
+    rollback = subprocess.run([sys.executable, "-m", "arxiv_assets.storage.releases", "rollback",
+                               "--releases-uri", str(server.root / "releases")],
+                              cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert rollback.returncode == 0, rollback.stderr
+    assert before.release_id in rollback.stdout
+    server.serving(before)  # picked up by polling: no restart, no reload call
+
+
+def test_the_openai_client_gets_the_services_embeddings(server: Server, served: Release):
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TOKEN, max_retries=0)
     result = client.embeddings.create(model="arxiv-embeddings", input=SHORT_TEXTS[:3])  # base64 on the wire
     vectors = np.array([item.embedding for item in result.data])
@@ -195,7 +220,7 @@ def test_the_openai_client_gets_the_services_embeddings(server: Server):
             model="arxiv-embeddings", input="x")
 
 
-def test_schemathesis_finds_no_server_error(server: Server):
+def test_schemathesis_finds_no_server_error(server: Server, served: Release):
     """Generated valid and invalid requests for every operation: refusals are fine, 5xx is not."""
     with server.client() as client:  # the model and the index are served, so every endpoint can answer
         assert client.get("/ready").json()["index"] is not None

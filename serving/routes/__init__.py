@@ -1,4 +1,4 @@
-"""Every router, collected in one place; all but /health need the bearer token when one is set."""
+"""Every router, collected in one place; all but the probes (/health, /ready) need the bearer token when one is set."""
 
 from fastapi import APIRouter, Depends
 

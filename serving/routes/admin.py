@@ -1,4 +1,4 @@
-"""POST /admin/reload: look for a newer passing materialization now instead of at the next poll."""
+"""POST /admin/reload: read the release pointer now instead of at the next poll."""
 
 from fastapi import APIRouter
 
@@ -10,5 +10,5 @@ router = APIRouter(prefix="/admin", tags=["operations"])
 
 @router.post("/reload", response_model=ReloadResponse)
 async def reload(manager: ManagerDep) -> ReloadResponse:
-    """Swap to the newest passing model and index if they changed (also retries a version that failed to load)."""
+    """Swap to the current release if it changed (also retries a release that failed to load)."""
     return ReloadResponse(**await manager.reload(retry_failed=True))

@@ -15,7 +15,7 @@ async def embed(body: EmbedRequest, manager: ManagerDep, settings: SettingsDep) 
     texts = check_texts(body.texts, settings)
     served, vectors, _ = await manager.embed(texts)
     return EmbedResponse(embeddings=vectors.tolist(), dim=vectors.shape[1], backend=served.backend.name,
-                         model_version=served.version.run_id)
+                         model_version=served.version.release_id)
 
 
 @router.post("/find_similar", response_model=FindSimilarResponse)
@@ -29,5 +29,5 @@ async def find_similar(body: FindSimilarRequest, manager: ManagerDep, settings: 
     order = np.argsort(-scores, kind="stable")[:top_k]
     return FindSimilarResponse(
         results=[ScoredDocument(index=int(i), document=documents[i], score=float(scores[i])) for i in order],
-        model_version=served.version.run_id,
+        model_version=served.version.release_id,
     )

@@ -1,9 +1,10 @@
-"""GET /health (liveness, never needs a token) and GET /ready (what is served, or why nothing is)."""
+"""GET /health (liveness) and GET /ready (readiness: what is served, or why nothing is); neither needs the token,
+because the kubelet's probes cannot send one."""
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from ..dependencies import ManagerDep, require_token
+from ..dependencies import ManagerDep
 from ..schemas import ReadyResponse
 
 router = APIRouter(tags=["health"])
@@ -15,13 +16,13 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", response_model=ReadyResponse, dependencies=[Depends(require_token)],
-            responses={503: {"description": "No model served yet; `detail` says what to materialize."}})
+@router.get("/ready", response_model=ReadyResponse,
+            responses={503: {"description": "No release served yet; `detail` says why."}})
 async def ready(manager: ManagerDep):
-    """The served model version (materialization run id and time), its backend and index; 503 until one loads."""
+    """The served release, its model, backend and index; 503 until one loads."""
     served = manager.current
     if served is None:
         return JSONResponse(status_code=503, content={"status": manager.state.status,
                                                       "detail": manager.state.problem or "loading",
-                                                      "passed_over": manager.state.notes})
+                                                      "notes": manager.state.notes})
     return {"status": "ready", **served.describe()}

@@ -39,5 +39,5 @@ async def create_embeddings(body: OpenAIEmbeddingRequest, manager: ManagerDep,
 @router.get("/models", response_model=OpenAIModelList)
 async def list_models(manager: ManagerDep, settings: SettingsDep) -> OpenAIModelList:
     served = manager.current
-    created = int(served.version.materialized_at or served.loaded_at) if served else int(time.time())
+    created = int(served.loaded_at) if served else int(time.time())
     return OpenAIModelList(data=[OpenAIModel(id=settings.served_model_name, created=created)] if served else [])

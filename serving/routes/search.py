@@ -18,4 +18,4 @@ async def search(body: SearchRequest, manager: ManagerDep, settings: SettingsDep
     served, vectors, _ = await manager.embed([query])
     index = served.require_index()  # the index that belongs to the model which embedded the query
     return SearchResponse(results=[Paper(**hit) for hit in index.search(vectors, k)[0]],
-                          model_version=served.version.run_id, index_version=served.index_version.run_id)
+                          model_version=served.version.release_id, index_version=served.index_version.release_id)

@@ -5,11 +5,13 @@ Layout under ``base_uri`` (a local path or ``gs://bucket/prefix``), per asset (a
     <asset key>[/<partition>]/versions/<version>/payload...   immutable once written
     <asset key>[/<partition>]/versions/<version>/_manifest.json
     <asset key>[/<partition>]/LATEST                          name of the newest complete version
+    <asset key>[/<partition>]/pinned/<version>                kept whatever its age (a release uses it)
 
 A version's files are all written before its manifest, and the manifest before ``LATEST`` moves
 (a rename locally, a single-object write on GCS: both atomic). A run that dies mid-write leaves
 an orphaned version that nothing points to, so a reader never takes half an artifact for a whole
-one; the previous versions stay, which is also how a served model is rolled back.
+one. The newest ``keep_versions`` versions stay, and every pinned one: a release pins the versions it
+serves (arxiv_assets/storage/releases.py), so rolling back never finds its model pruned.
 
 Formats are chosen by the Python type an asset returns — never pickle:
 ``pandas.DataFrame`` -> parquet, ``datasets.Dataset(Dict)`` -> ``save_to_disk`` directory,
@@ -20,24 +22,40 @@ Formats are chosen by the Python type an asset returns — never pickle:
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import fsspec
 import pandas as pd
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = "_manifest.json"
 LATEST = "LATEST"
 PAYLOAD = "payload"
 
 
+def default_artifacts_uri() -> str:
+    """``ARXIV_ARTIFACTS_URI`` if set, else ``$DAGSTER_HOME/artifacts`` (the project's .dagster_home by default)."""
+    home = os.environ.get("DAGSTER_HOME") or str(PROJECT_ROOT / ".dagster_home")
+    return os.environ.get("ARXIV_ARTIFACTS_URI", str(Path(home) / "artifacts"))
+
+
 class ArtifactNotFoundError(FileNotFoundError):
     """No complete version of an artifact exists at the given location."""
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """One stored version: its URI (what manifests and releases record) and its payload on this machine."""
+
+    uri: str
+    path: Path
 
 
 class ArtifactStore:
@@ -98,9 +116,21 @@ class ArtifactStore:
 
     def _prune(self, key: str, keep: str) -> None:
         versions = self.versions(key)
+        pinned = self.pinned(key)
         for old in versions[: max(0, len(versions) - self.keep_versions)]:
-            if old != keep:
+            if old != keep and old not in pinned:
                 self.fs.rm(f"{self.root}/{key}/versions/{old}", recursive=True)
+
+    def pin(self, version_uri: str) -> None:
+        """Keep this version however many newer ones are written."""
+        self.manifest(version_uri)  # only complete versions can be pinned
+        key_dir, version = self._strip(version_uri).rsplit("/versions/", 1)
+        self._write_atomic(f"{key_dir}/pinned/{version}", b"")
+
+    def pinned(self, key: str) -> set[str]:
+        base = f"{self.root}/{key}/pinned"
+        return {p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False)} \
+            if self.fs.exists(base) else set()
 
     # -- reading -----------------------------------------------------------------------------
     def versions(self, key: str) -> list[str]:
@@ -151,6 +181,10 @@ class ArtifactStore:
     def load_latest(self, key: str) -> object:
         return self.load(self.latest_uri(key))
 
+    def latest_ref(self, key: str) -> ArtifactRef:
+        uri = self.latest_uri(key)
+        return ArtifactRef(uri, self.local_payload(uri))
+
 
 def _serialize(obj: object, target: Path) -> str:
     from datasets import Dataset, DatasetDict
@@ -187,57 +221,11 @@ def _deserialize(fmt: str, payload: Path) -> object:
     raise ValueError(f"unknown artifact format {fmt!r} in {payload.parent}")
 
 
-class ArtifactIOManager(dg.ConfigurableIOManager):
-    """Dagster's side of ``ArtifactStore``: one versioned artifact per asset (and partition).
-
-    An unpartitioned asset that reads a partitioned one gets ``{partition_key: value}`` for the
-    partitions materialized so far; a run covering several partitions returns such a dict too.
-    """
-
-    base_uri: str
-    storage_options: dict[str, Any] = {}
-    keep_versions: int = 3
-
-    def store(self) -> ArtifactStore:
-        return ArtifactStore(self.base_uri, self.storage_options or None, self.keep_versions)
-
-    @staticmethod
-    def _key(asset_key: dg.AssetKey, partition: str | None) -> str:
-        return "/".join(asset_key.path) + (f"/{partition}" if partition else "")
-
-    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
-        store = self.store()
-        partitions = context.asset_partition_keys if context.has_asset_partitions else [None]
-        if len(partitions) > 1:
-            if not isinstance(obj, dict) or set(obj) != set(partitions):
-                raise TypeError(f"a run over partitions {partitions} must return a dict keyed by them")
-            values = obj
-        else:
-            values = {partitions[0]: obj}
-        uris = {p: store.publish(self._key(context.asset_key, p), v, {"run_id": context.run_id})
-                for p, v in values.items()}
-        context.add_output_metadata({"uri": dg.MetadataValue.path(next(iter(uris.values())))}
-                                    if len(uris) == 1 else {"uris": dg.MetadataValue.json(uris)})
-
-    def load_input(self, context: dg.InputContext) -> object:
-        store = self.store()
-        asset_key = context.asset_key
-        if not context.has_asset_partitions:
-            return store.load_latest(self._key(asset_key, None))
-        keys = context.asset_partition_keys
-        if len(keys) == 1 and context.has_partition_key:  # a partition reads its own upstream partition
-            return store.load_latest(self._key(asset_key, keys[0]))
-        loaded = {k: store.load_latest(self._key(asset_key, k)) for k in keys if store.exists(self._key(asset_key, k))}
-        if not loaded:
-            raise ArtifactNotFoundError(f"no partition of {asset_key.to_user_string()} is materialized "
-                                        f"under {self.base_uri}")
-        missing = len(keys) - len(loaded)
-        if missing:
-            context.log.info(f"{asset_key.to_user_string()}: {len(loaded)} partition(s) loaded, "
-                             f"{missing} not materialized yet")
-        return loaded
-
-
 def local_payload_of(version_uri: str, storage_options: dict[str, Any] | None = None) -> Path:
     """A local path to the payload of a version given by its full URI (as recorded in metadata)."""
     return ArtifactStore(version_uri.rsplit("/versions/", 1)[0], storage_options).local_payload(version_uri)
+
+
+def pin_version(version_uri: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Keep the version at ``version_uri`` (as recorded in metadata) however many newer ones are written."""
+    ArtifactStore(version_uri.rsplit("/versions/", 1)[0], storage_options).pin(version_uri)
