@@ -1,6 +1,9 @@
-"""Named run sizes. The active profile (``ARXIV_PROFILE``: smoke | default | gpu) supplies the
-defaults of every asset's ``Config``; run config can still override any single field, and
-``run_config(name)`` gives the full run config of a profile (tests use ``smoke`` this way).
+"""Named run sizes. Every setting is declared once, with its default, as a field of a settings dataclass
+next to the code it steers (``SplitSettings``, ``PairSettings``, ``TrainSettings``, ``EvalSettings`` in
+``arxiv_assets/ml``): those defaults are the ``default`` profile, and the other profiles override only
+the fields their size needs. The active profile (``ARXIV_PROFILE``: smoke | default | gpu) supplies the
+defaults of every asset's ``Config`` (``arxiv_assets/assets/config.py``); run config can still override
+any single field, and ``run_config(name)`` gives the full run config of a profile (tests use ``smoke``).
 """
 
 
@@ -9,47 +12,12 @@ from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 
-from arxiv_assets.ml.evaluation import GateSettings
-from arxiv_assets.ml.pairs import PairOptions
+from arxiv_assets.ml.evaluation import EvalSettings
+from arxiv_assets.ml.pairs import PairSettings
+from arxiv_assets.ml.splits import SplitSettings
 from arxiv_assets.ml.training import TrainSettings
 
 PROFILE_ENV_VAR = "ARXIV_PROFILE"
-
-
-@dataclass(frozen=True)
-class SplitSettings:
-    min_papers_per_subject: int = 30  # smaller subjects cannot be scored; every larger one trains or judges
-    max_papers_per_subject: int | None = 1200
-    eval_fraction: float = 0.1
-    test_fraction: float = 0.15
-    probe_papers_per_subject: int | None = 100  # train papers every linear probe is fit on (None: all)
-    unseen_subject_fraction: float = 1 / 3  # subjects held out of training, chosen by a hash of their name
-    unseen_papers_per_subject: int | None = 150  # papers scored per unseen subject (None: up to the cap)
-    new_months: int = 2  # newest months held out of training (the bundled sample's last month is one day)
-
-
-@dataclass(frozen=True)
-class PairSettings:
-    train_pairs: int = 3000
-    eval_pairs: int = 200
-    # Three objectives in one run (benchmarks/RESULTS.md, "Recipes on every slice"): a title finds its own
-    # abstract (what /search does), a paper finds a paper listed in its subject (the rest of the pairs),
-    # and a small share of papers find their subject's name.
-    title_abstract_fraction: float = 0.4
-    subject_fraction: float = 0.2
-    hard_negatives: bool = False
-    seed: int = 0
-
-    def options(self, n_pairs: int | None = None) -> PairOptions:
-        """How ``make_pairs`` draws ``n_pairs`` (None: the train pairs) with these settings."""
-        return PairOptions(n_pairs=self.train_pairs if n_pairs is None else n_pairs,
-                           title_abstract_fraction=self.title_abstract_fraction, subject_fraction=self.subject_fraction,
-                           hard_negatives=self.hard_negatives, seed=self.seed)
-
-
-@dataclass(frozen=True)
-class EvalSettings(GateSettings):  # the quality gates' thresholds, and how to encode
-    batch_size: int = 64
 
 
 @dataclass(frozen=True)
@@ -87,7 +55,7 @@ PROFILES: dict[str, Profile] = {
         name="gpu",
         splits=SplitSettings(max_papers_per_subject=None, probe_papers_per_subject=1000),
         pairs=PairSettings(train_pairs=100_000, eval_pairs=10_000, hard_negatives=True),
-        train=TrainSettings(batch_size=128, max_seq_length_cap=256, checkpoint_steps=500),
+        train=TrainSettings(batch_size=128, checkpoint_steps=500),
         evaluation=EvalSettings(batch_size=256),
     ),
 }

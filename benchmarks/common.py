@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
@@ -24,4 +23,4 @@ def machine_line() -> str:
 
 def profile_splits(profile: Profile) -> pd.DataFrame:
     """The bundled sample split exactly as the pipeline's ``splits`` asset does for this profile."""
-    return make_splits(pd.read_parquet(BUNDLED_SAMPLE), **asdict(profile.splits)).papers
+    return make_splits(pd.read_parquet(BUNDLED_SAMPLE), profile.splits).papers

@@ -38,12 +38,12 @@ from arxiv_assets.ml.embedding import default_precision, encode, load_model
 from arxiv_assets.ml.evaluation import evaluate_encoder
 from arxiv_assets.ml.hardware import best_device, cpu_flags
 from arxiv_assets.ml.metrics import PROBE_CS
-from arxiv_assets.ml.pairs import make_pairs
+from arxiv_assets.ml.pairs import PairSettings, make_pair_sets
 from arxiv_assets.ml.splits import papers_in
 from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.ml.tfidf import TFIDF_PROBE_C, fit_tfidf
 from arxiv_assets.ml.training import train
-from arxiv_assets.profiles import PairSettings, get_profile
+from arxiv_assets.profiles import get_profile
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
 from benchmarks.common import machine_line, profile_splits
 
@@ -135,10 +135,9 @@ def main() -> None:
         pair_changes, train_changes = RECIPES[name]
         pair_settings: PairSettings = replace(profile.pairs, **pair_changes)
         settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=1_000_000, **train_changes)
-        train_pairs = make_pairs(papers_in(splits, "train"), pair_settings.options())
-        eval_pairs = make_pairs(papers_in(splits, "eval"), pair_settings.options(pair_settings.eval_pairs))
+        pairs = make_pair_sets(splits, pair_settings)
         started = time.perf_counter()
-        result = train(train_pairs, eval_pairs, papers_in(splits, "eval"), settings,
+        result = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"), settings,
                        Path(tempfile.mkdtemp()) / "model", Path(tempfile.mkdtemp()), data_fingerprint=name)
         model = load_model(result.model_dir, device=device)
         record({"system": name, "train_s": round(result.train_seconds), "wall_s": round(time.perf_counter() - started),

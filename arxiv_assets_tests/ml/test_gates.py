@@ -3,7 +3,6 @@ recipe the gates used to promote) fails the unseen-subject and known-item gates;
 passes everything it is compared with itself on."""
 
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -11,8 +10,8 @@ import pytest
 
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, load_model
 from arxiv_assets.ml.evaluation import GATE_ASSETS, GateSettings, evaluate_model, quality_gates
-from arxiv_assets.ml.pairs import PairOptions, make_pairs
-from arxiv_assets.ml.splits import make_splits, papers_in
+from arxiv_assets.ml.pairs import PairSettings, make_pair_sets
+from arxiv_assets.ml.splits import SplitSettings, make_splits, papers_in
 from arxiv_assets.ml.tfidf import evaluate_tfidf
 from arxiv_assets.ml.training import TrainSettings, train
 
@@ -21,9 +20,9 @@ SEQ = 64
 
 @pytest.fixture(scope="module")
 def splits(sample_papers: pd.DataFrame) -> pd.DataFrame:
-    return make_splits(sample_papers, min_papers_per_subject=150, max_papers_per_subject=60, eval_fraction=0.1,
-                       test_fraction=0.3, probe_papers_per_subject=20, unseen_subject_fraction=1 / 3,
-                       unseen_papers_per_subject=30).papers
+    return make_splits(sample_papers, SplitSettings(
+        min_papers_per_subject=150, max_papers_per_subject=60, eval_fraction=0.1, test_fraction=0.3,
+        probe_papers_per_subject=20, unseen_subject_fraction=1 / 3, unseen_papers_per_subject=30, new_months=0)).papers
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +32,10 @@ def headlines(splits: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) ->
     settings = TrainSettings(loss="mnrl_distinct_subjects", multi_dataset=False, learning_rate=1e-3, max_steps=40,
                              batch_size=16, max_seq_length_cap=SEQ, train_seq_length=32, warmup_ratio=0.0,
                              report_to_wandb=False, checkpoint_steps=10_000, eval_queries_per_subject=5)
-    options = PairOptions(n_pairs=640, subject_fraction=1.0)
-    collapsed = train(make_pairs(papers_in(splits, "train"), options),
-                      make_pairs(papers_in(splits, "eval"), replace(options, n_pairs=32)), papers_in(splits, "eval"),
-                      settings, tmp_path_factory.mktemp("collapsed") / "model", tmp_path_factory.mktemp("work"),
+    pairs = make_pair_sets(splits, PairSettings(train_pairs=640, eval_pairs=32, title_abstract_fraction=0.0,
+                                                subject_fraction=1.0))
+    collapsed = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"), settings,
+                      tmp_path_factory.mktemp("collapsed") / "model", tmp_path_factory.mktemp("work"),
                       data_fingerprint="collapse-test")
     return {"base": evaluate_model(load_model(BUNDLED_BASE_MODEL, max_seq_length=SEQ), splits).headline(),
             "collapsed": evaluate_model(load_model(Path(collapsed.model_dir)), splits).headline(),

@@ -1,17 +1,21 @@
 """make_pairs on real papers: layout, subject balance, same-subject positives, hard negatives, determinism."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 from datasets import Dataset
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from arxiv_assets.ml.pairs import PairOptions, make_pairs
+from arxiv_assets.ml.pairs import PairSettings, make_pairs
 from arxiv_assets.ml.taxonomy import subject_description
 from arxiv_assets.ml.text import paper_text
 
 # Deliberately imbalanced: 150 / 60 / 25 / 8 papers, so uniform sampling over papers would not be balanced.
 SUBJECT_SIZES = {"cs.CV": 150, "astro-ph.GA": 60, "cs.CL": 25, "gr-qc": 8}
+# Only paper -> paper pairs unless a test asks for the other kinds.
+PAPER_PAIRS = PairSettings(title_abstract_fraction=0.0, subject_fraction=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +31,7 @@ def subject_by_text(papers: pd.DataFrame) -> dict[str, str]:
 
 
 def test_layout_and_subject_balance(papers):
-    pairs = make_pairs(papers, PairOptions(n_pairs=2000, seed=1))
+    pairs = make_pairs(papers, 2000, replace(PAPER_PAIRS, seed=1))
     assert isinstance(pairs, Dataset)
     assert pairs.column_names == ["anchor", "positive", "subject", "kind"]
     assert len(pairs) == 2000
@@ -38,18 +42,19 @@ def test_layout_and_subject_balance(papers):
 
 
 def test_anchor_and_positive_are_two_papers_listed_in_the_pair_subject(papers):
-    pairs = make_pairs(papers, PairOptions(n_pairs=400, seed=2))
+    pairs = make_pairs(papers, 400, replace(PAPER_PAIRS, seed=2))
     subjects = subject_by_text(papers)
     categories = dict(zip(subject_by_text(papers), papers["categories"], strict=True))
     assert set(pairs["kind"]) == {"paper"}
     for row in pairs:
         assert subjects[row["anchor"]] == row["subject"]
-        assert row["subject"] in {subjects[row["positive"]], *categories[row["positive"]]}  # primary or cross-list
+        # The positive lists the anchor's subject, as primary subject or as a cross-list.
+        assert row["subject"] in {subjects[row["positive"]], *categories[row["positive"]]}
         assert row["anchor"] != row["positive"]
 
 
 def test_anchors_use_every_paper_of_a_subject_before_any_twice(papers):
-    pairs = make_pairs(papers, PairOptions(n_pairs=600, title_abstract_fraction=1.0, seed=9))
+    pairs = make_pairs(papers, 600, replace(PAPER_PAIRS, title_abstract_fraction=1.0, seed=9))
     titles = pd.Series(pairs["anchor"])
     per_subject = pd.Series(pairs["subject"]).value_counts()
     for subject, size in SUBJECT_SIZES.items():  # ~150 draws per subject
@@ -61,7 +66,7 @@ def test_anchors_use_every_paper_of_a_subject_before_any_twice(papers):
 
 
 def test_title_abstract_fraction_is_honoured(papers):
-    pairs = make_pairs(papers, PairOptions(n_pairs=1000, title_abstract_fraction=0.3, seed=3))
+    pairs = make_pairs(papers, 1000, replace(PAPER_PAIRS, title_abstract_fraction=0.3, seed=3))
     abstract_of_title = dict(zip(papers["title"], papers["abstract"], strict=True))
     subject_of_title = dict(zip(papers["title"], papers["primary_subject"], strict=True))
     own = [row for row in pairs if row["anchor"] in abstract_of_title]
@@ -70,14 +75,14 @@ def test_title_abstract_fraction_is_honoured(papers):
     for row in own:  # a title and its own abstract
         assert row["positive"] == abstract_of_title[row["anchor"]]
         assert row["subject"] == subject_of_title[row["anchor"]]
-    none = make_pairs(papers, PairOptions(n_pairs=300, title_abstract_fraction=0.0, seed=3))
+    none = make_pairs(papers, 300, replace(PAPER_PAIRS, title_abstract_fraction=0.0, seed=3))
     assert not any(a in abstract_of_title for a in none["anchor"])
-    every = make_pairs(papers, PairOptions(n_pairs=300, title_abstract_fraction=1.0, seed=3))
+    every = make_pairs(papers, 300, replace(PAPER_PAIRS, title_abstract_fraction=1.0, seed=3))
     assert all(a in abstract_of_title for a in every["anchor"])
 
 
 def test_subject_pairs_put_a_paper_beside_its_subject_in_words(papers):
-    pairs = make_pairs(papers, PairOptions(n_pairs=1000, title_abstract_fraction=0.2, subject_fraction=0.5, seed=6))
+    pairs = make_pairs(papers, 1000, replace(PAPER_PAIRS, title_abstract_fraction=0.2, subject_fraction=0.5, seed=6))
     subjects = subject_by_text(papers)
     named = [row for row in pairs if row["positive"] == subject_description(row["subject"])]
     assert len(named) / len(pairs) == pytest.approx(0.5, abs=0.05)
@@ -89,7 +94,7 @@ def test_subject_pairs_put_a_paper_beside_its_subject_in_words(papers):
         "Computation and Language (cs.CL)", "General Relativity and Quantum Cosmology (gr-qc)"}
     titles = set(papers["title"])
     assert sum(row["anchor"] in titles for row in pairs) / len(pairs) == pytest.approx(0.2, abs=0.05)
-    every = make_pairs(papers, PairOptions(n_pairs=200, subject_fraction=1.0, seed=6))
+    every = make_pairs(papers, 200, replace(PAPER_PAIRS, subject_fraction=1.0, seed=6))
     assert all(row["positive"] == subject_description(row["subject"]) for row in every)
 
 
@@ -99,7 +104,7 @@ def test_unknown_subject_codes_are_described_by_the_code():
 
 
 def test_hard_negatives_come_from_another_subject(papers):
-    pairs = make_pairs(papers, PairOptions(n_pairs=300, hard_negatives=True, seed=4))
+    pairs = make_pairs(papers, 300, replace(PAPER_PAIRS, hard_negatives=True, seed=4))
     assert pairs.column_names == ["anchor", "positive", "negative", "subject", "kind"]
     subjects = subject_by_text(papers)
     negative_subjects = [subjects[n] for n in pairs["negative"]]
@@ -117,24 +122,24 @@ def test_hard_negatives_come_from_another_subject(papers):
 
 
 def test_same_seed_same_pairs_other_seed_other_pairs(papers):
-    options = PairOptions(n_pairs=200, title_abstract_fraction=0.2, hard_negatives=True, seed=7)
-    first, second = make_pairs(papers, options), make_pairs(papers, options)
+    settings = replace(PAPER_PAIRS, title_abstract_fraction=0.2, hard_negatives=True, seed=7)
+    first, second = make_pairs(papers, 200, settings), make_pairs(papers, 200, settings)
     assert first.to_dict() == second.to_dict()
-    other = make_pairs(papers, PairOptions(n_pairs=200, title_abstract_fraction=0.2, hard_negatives=True, seed=8))
+    other = make_pairs(papers, 200, replace(settings, seed=8))
     assert other.to_dict() != first.to_dict()
 
 
 def test_subjects_with_a_single_paper_are_never_paired(papers, sample_papers):
     lone = sample_papers[sample_papers["primary_subject"] == "math-ph"]
     assert len(lone) == 1
-    pairs = make_pairs(pd.concat([papers, lone]), PairOptions(n_pairs=500, seed=5))
+    pairs = make_pairs(pd.concat([papers, lone]), 500, replace(PAPER_PAIRS, seed=5))
     assert "math-ph" not in set(pairs["subject"])
 
 
 def test_bad_requests_are_refused(papers):
     with pytest.raises(ValueError, match="n_pairs must be positive"):
-        make_pairs(papers, PairOptions(n_pairs=0))
+        make_pairs(papers, 0, PAPER_PAIRS)
     with pytest.raises(ValueError, match="no subject has two papers"):
-        make_pairs(papers.drop_duplicates("primary_subject"), PairOptions(n_pairs=10))
+        make_pairs(papers.drop_duplicates("primary_subject"), 10, PAPER_PAIRS)
     with pytest.raises(ValueError, match=r"title_abstract_fraction \+ subject_fraction"):
-        make_pairs(papers, PairOptions(n_pairs=10, title_abstract_fraction=0.5, subject_fraction=0.6))
+        make_pairs(papers, 10, replace(PAPER_PAIRS, title_abstract_fraction=0.5, subject_fraction=0.6))

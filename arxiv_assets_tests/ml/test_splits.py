@@ -1,12 +1,15 @@
 """make_splits on real papers: splits never move as months are added; drops, caps and fractions;
 unseen subjects and new months that training never touches."""
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
 from arxiv_assets.ml.splits import (
     SPLITS,
     TRAINING_SPLITS,
+    SplitSettings,
     id_fraction,
     is_unseen_subject,
     make_splits,
@@ -15,8 +18,10 @@ from arxiv_assets.ml.splits import (
     split_of,
 )
 
-SETTINGS = {"min_papers_per_subject": 40, "max_papers_per_subject": 120, "eval_fraction": 0.1,
-            "test_fraction": 0.15}
+# Plain id-hash splits: no probe sample, no unseen subjects, no new months unless a test asks for them.
+SETTINGS = SplitSettings(min_papers_per_subject=40, max_papers_per_subject=120, eval_fraction=0.1, test_fraction=0.15,
+                         probe_papers_per_subject=None, unseen_subject_fraction=0.0, unseen_papers_per_subject=None,
+                         new_months=0)
 
 
 def months(papers: pd.DataFrame, first: str, last: str) -> pd.DataFrame:
@@ -26,8 +31,8 @@ def months(papers: pd.DataFrame, first: str, last: str) -> pd.DataFrame:
 
 
 def test_adding_months_never_moves_a_paper_between_splits(sample_papers):
-    before = make_splits(months(sample_papers, "2025-03", "2025-08"), **SETTINGS).papers
-    after = make_splits(months(sample_papers, "2025-03", "2026-02"), **SETTINGS).papers
+    before = make_splits(months(sample_papers, "2025-03", "2025-08"), SETTINGS).papers
+    after = make_splits(months(sample_papers, "2025-03", "2026-02"), SETTINGS).papers
     both = before.merge(after, on="id", suffixes=("_before", "_after"))
     assert len(both) > 500  # the comparison covers many papers...
     assert (both["split_before"] == both["split_after"]).all()  # ...and none changed split
@@ -38,8 +43,8 @@ def test_adding_months_never_moves_a_paper_between_splits(sample_papers):
 
 def test_a_papers_split_depends_only_on_its_id(sample_papers):
     papers = months(sample_papers, "2025-06", "2025-06")
-    full = make_splits(papers, **SETTINGS).papers.set_index("id")["split"]
-    shuffled = make_splits(papers.sample(frac=1.0, random_state=3), **SETTINGS).papers.set_index("id")["split"]
+    full = make_splits(papers, SETTINGS).papers.set_index("id")["split"]
+    shuffled = make_splits(papers.sample(frac=1.0, random_state=3), SETTINGS).papers.set_index("id")["split"]
     assert full.sort_index().equals(shuffled.sort_index())
     for arxiv_id in full.index[:50]:
         assert full[arxiv_id] == split_of(arxiv_id, 0.1, 0.15, "arxiv-embeddings")
@@ -48,7 +53,7 @@ def test_a_papers_split_depends_only_on_its_id(sample_papers):
 def test_small_subjects_are_dropped_and_reported(sample_papers):
     papers = months(sample_papers, "2025-03", "2025-12")
     counts = papers["primary_subject"].value_counts()
-    result = make_splits(papers, **SETTINGS)
+    result = make_splits(papers, SETTINGS)
     expected_dropped = {s: int(n) for s, n in counts[counts < 40].items()}
     assert result.dropped_subjects == expected_dropped
     assert len(expected_dropped) > 10
@@ -60,20 +65,19 @@ def test_small_subjects_are_dropped_and_reported(sample_papers):
 def test_cap_is_respected_and_reported(sample_papers):
     papers = months(sample_papers, "2025-03", "2025-12")
     counts = papers["primary_subject"].value_counts()
-    result = make_splits(papers, **SETTINGS)
+    result = make_splits(papers, SETTINGS)
     per_subject = result.papers["primary_subject"].value_counts()
     assert per_subject.max() == 120
     assert result.capped_subjects == {s: int(n) for s, n in counts[counts > 120].items()}
     for subject, n in per_subject.items():
         assert n == min(120, counts[subject])
     # The cap keeps the same papers whatever order the rows arrive in.
-    again = make_splits(papers.iloc[::-1].reset_index(drop=True), **SETTINGS)
+    again = make_splits(papers.iloc[::-1].reset_index(drop=True), SETTINGS)
     assert set(again.papers["id"]) == set(result.papers["id"])
 
 
 def test_fractions_are_roughly_right_on_the_whole_sample(sample_papers):
-    result = make_splits(sample_papers, min_papers_per_subject=400, max_papers_per_subject=None,
-                         eval_fraction=0.1, test_fraction=0.15)
+    result = make_splits(sample_papers, replace(SETTINGS, min_papers_per_subject=400, max_papers_per_subject=None))
     shares = result.papers["split"].value_counts(normalize=True)
     assert len(result.papers) > 15_000
     assert shares["test"] == pytest.approx(0.15, abs=0.015)
@@ -87,7 +91,7 @@ def test_fractions_are_roughly_right_on_the_whole_sample(sample_papers):
 
 def test_columns_and_order(sample_papers):
     papers = months(sample_papers, "2025-06", "2025-06")
-    result = make_splits(papers, **SETTINGS)
+    result = make_splits(papers, SETTINGS)
     assert list(result.papers.columns) == [*papers.columns, "split", "probe"]
     assert set(result.papers["split"]) == {"train", "eval", "test"}  # no unseen subjects, no new months asked for
     assert result.papers["id"].is_unique
@@ -105,31 +109,31 @@ def test_id_fraction_is_uniform_and_salted(sample_papers):
 @pytest.mark.parametrize(("eval_fraction", "test_fraction"), [(0.5, 0.5), (0.0, 0.0), (0.7, 0.4)])
 def test_impossible_fractions_are_refused(sample_papers, eval_fraction, test_fraction):
     with pytest.raises(ValueError, match="eval_fraction \\+ test_fraction must be in"):
-        make_splits(sample_papers.head(50), min_papers_per_subject=1, max_papers_per_subject=None,
-                    eval_fraction=eval_fraction, test_fraction=test_fraction)
+        make_splits(sample_papers.head(50), replace(SETTINGS, min_papers_per_subject=1, eval_fraction=eval_fraction,
+                                                    test_fraction=test_fraction))
 
 
 def test_probe_papers_are_a_stable_per_subject_sample_of_train(sample_papers):
     papers = months(sample_papers, "2025-03", "2025-12")
-    result = make_splits(papers, **SETTINGS, probe_papers_per_subject=10).papers
+    result = make_splits(papers, replace(SETTINGS, probe_papers_per_subject=10)).papers
     probe = result[result["probe"]]
     assert (probe["split"] == "train").all()
     train_per_subject = result[result["split"] == "train"]["primary_subject"].value_counts()
     expected = train_per_subject.clip(upper=10).sort_index()
     assert probe["primary_subject"].value_counts().sort_index().equals(expected)
     # Chosen by id hash: the same papers whatever order the rows arrive in.
-    again = make_splits(papers.sample(frac=1.0, random_state=5), **SETTINGS, probe_papers_per_subject=10).papers
+    again = make_splits(papers.sample(frac=1.0, random_state=5), replace(SETTINGS, probe_papers_per_subject=10)).papers
     assert set(again.loc[again["probe"], "id"]) == set(probe["id"])
     # None: every train paper is a probe paper.
-    everything = make_splits(papers, **SETTINGS).papers
+    everything = make_splits(papers, SETTINGS).papers
     assert everything["probe"].equals(everything["split"] == "train")
 
 
-SLICE_SETTINGS = {**SETTINGS, "unseen_subject_fraction": 1 / 3, "new_months": 1}
+SLICE_SETTINGS = replace(SETTINGS, unseen_subject_fraction=1 / 3, new_months=1)
 
 
 def test_unseen_subjects_never_reach_training_and_are_chosen_by_name_alone(sample_papers):
-    result = make_splits(sample_papers, **SLICE_SETTINGS)
+    result = make_splits(sample_papers, SLICE_SETTINGS)
     papers = result.papers
     unseen = set(papers.loc[papers["split"] == "unseen", "primary_subject"])
     assert unseen == set(result.unseen_subjects) and len(unseen) >= 5
@@ -142,8 +146,8 @@ def test_unseen_subjects_never_reach_training_and_are_chosen_by_name_alone(sampl
 
 
 def test_adding_a_month_moves_no_paper_between_seen_and_unseen_and_nothing_into_training(sample_papers):
-    before = make_splits(months(sample_papers, "2025-03", "2025-12"), **SLICE_SETTINGS)
-    after = make_splits(months(sample_papers, "2025-03", "2026-01"), **SLICE_SETTINGS)
+    before = make_splits(months(sample_papers, "2025-03", "2025-12"), SLICE_SETTINGS)
+    after = make_splits(months(sample_papers, "2025-03", "2026-01"), SLICE_SETTINGS)
     both = before.papers.merge(after.papers, on="id", suffixes=("_before", "_after"))
     assert len(both) > 2000  # the cap (120 per subject) keeps most papers of both runs
     was_unseen = both["split_before"] == "unseen"
@@ -160,7 +164,7 @@ def test_adding_a_month_moves_no_paper_between_seen_and_unseen_and_nothing_into_
 
 def test_new_months_hold_the_newest_papers_of_seen_subjects(sample_papers):
     papers = months(sample_papers, "2025-03", "2026-06")
-    result = make_splits(papers, **{**SLICE_SETTINGS, "new_months": 2})
+    result = make_splits(papers, replace(SLICE_SETTINGS, new_months=2))
     new = papers_in(result.papers, "new")
     assert set(new["published"].str[:7]) == {"2026-05", "2026-06"} == set(result.new_months)
     rest = papers_in(result.papers, *TRAINING_SPLITS, "test")
@@ -169,16 +173,16 @@ def test_new_months_hold_the_newest_papers_of_seen_subjects(sample_papers):
 
 
 def test_unseen_subjects_keep_a_bounded_stable_sample(sample_papers):
-    result = make_splits(sample_papers, **SLICE_SETTINGS, unseen_papers_per_subject=25).papers
+    settings = replace(SLICE_SETTINGS, unseen_papers_per_subject=25)
+    result = make_splits(sample_papers, settings).papers
     per_subject = result[result["split"] == "unseen"]["primary_subject"].value_counts()
     assert (per_subject <= 25).all() and (per_subject == 25).any()
-    again = make_splits(sample_papers.sample(frac=1.0, random_state=2), **SLICE_SETTINGS,
-                        unseen_papers_per_subject=25).papers
+    again = make_splits(sample_papers.sample(frac=1.0, random_state=2), settings).papers
     assert set(again.loc[again["split"] == "unseen", "id"]) == set(result.loc[result["split"] == "unseen", "id"])
 
 
 def test_papers_in_refuses_an_unknown_split(sample_papers):
-    papers = make_splits(months(sample_papers, "2025-06", "2025-06"), **SETTINGS).papers
+    papers = make_splits(months(sample_papers, "2025-06", "2025-06"), SETTINGS).papers
     assert len(papers_in(papers, "train", "eval")) == papers["split"].isin(["train", "eval"]).sum()
     with pytest.raises(ValueError, match="unknown split"):
         papers_in(papers, "validation")
@@ -186,7 +190,7 @@ def test_papers_in_refuses_an_unknown_split(sample_papers):
 
 
 def test_the_only_months_loaded_are_never_all_held_out(sample_papers):
-    one = make_splits(months(sample_papers, "2025-06", "2025-06"), **{**SLICE_SETTINGS, "new_months": 2})
+    one = make_splits(months(sample_papers, "2025-06", "2025-06"), replace(SLICE_SETTINGS, new_months=2))
     assert one.new_months == [] and "new" not in set(one.papers["split"])
-    two = make_splits(months(sample_papers, "2025-06", "2025-07"), **{**SLICE_SETTINGS, "new_months": 2})
+    two = make_splits(months(sample_papers, "2025-06", "2025-07"), replace(SLICE_SETTINGS, new_months=2))
     assert two.new_months == ["2025-07"]

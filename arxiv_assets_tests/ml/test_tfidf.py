@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from arxiv_assets.ml.splits import make_splits, papers_in
+from arxiv_assets.ml.splits import SplitSettings, make_splits, papers_in
 from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.ml.tfidf import evaluate_tfidf, fit_tfidf
 
@@ -14,9 +14,10 @@ SUBJECTS = ["cs.CV", "cs.CL", "astro-ph.GA", "astro-ph.CO", "gr-qc", "cs.RO", "c
 @pytest.fixture(scope="module")
 def splits(sample_papers: pd.DataFrame) -> pd.DataFrame:
     papers = sample_papers[sample_papers["primary_subject"].isin(SUBJECTS)]
-    return make_splits(papers, min_papers_per_subject=50, max_papers_per_subject=120, eval_fraction=0.1,
-                       test_fraction=0.3, probe_papers_per_subject=20, unseen_subject_fraction=1 / 3,
-                       new_months=2).papers
+    settings = SplitSettings(min_papers_per_subject=50, max_papers_per_subject=120, eval_fraction=0.1,
+                             test_fraction=0.3, probe_papers_per_subject=20, unseen_subject_fraction=1 / 3,
+                             unseen_papers_per_subject=None, new_months=2)
+    return make_splits(papers, settings).papers
 
 
 @pytest.fixture(scope="module")
