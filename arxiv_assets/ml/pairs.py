@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from datasets import Dataset, DatasetDict
-from sklearn.feature_extraction.text import TfidfVectorizer
 
+from arxiv_assets.ml.metrics import top_k_neighbours
 from arxiv_assets.ml.settings import described
 from arxiv_assets.ml.splits import papers_in
 from arxiv_assets.ml.taxonomy import subject_description
 from arxiv_assets.ml.text import paper_text, paper_texts
+from arxiv_assets.ml.tfidf import fit_tfidf
 
 # Columns, in order: "anchor", "positive" and the optional "negative" are the texts the trainer reads;
 # "subject" (the anchor's primary subject) rides along for label-aware batching and reports, "kind" says which
@@ -21,6 +22,7 @@ from arxiv_assets.ml.text import paper_text, paper_texts
 NEGATIVE_COLUMN = "negative"
 SUBJECT_COLUMN = "subject"
 KIND_COLUMN = "kind"
+HARD_NEGATIVE_POOL = 5  # a hard negative is drawn from this many lexically nearest papers of other subjects
 
 
 @dataclass(frozen=True)
@@ -117,18 +119,17 @@ def _papers_listed_in(papers: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _hard_negatives(papers: pd.DataFrame, anchor_rows: np.ndarray, rng: np.random.Generator) -> list[str]:
-    """For each anchor, one of the 5 TF-IDF-nearest papers of *another* subject."""
+    """For each anchor, one of the ``HARD_NEGATIVE_POOL`` TF-IDF-nearest papers of *another* subject."""
     texts = paper_texts(papers)
-    vectors = TfidfVectorizer(sublinear_tf=True, min_df=2, stop_words="english").fit_transform(texts)
+    vectors = fit_tfidf(papers).transform(texts)
     subjects = papers["primary_subject"].to_numpy()
     position = {row: i for i, row in enumerate(papers.index)}
-    unique_rows = np.unique(anchor_rows)
+    anchors = np.unique(anchor_rows)
+    anchor_positions = np.array([position[r] for r in anchors])
     nearest: dict[int, np.ndarray] = {}
-    for start in range(0, len(unique_rows), 512):
-        chunk = unique_rows[start : start + 512]
-        positions = np.array([position[r] for r in chunk])
-        scores = (vectors[positions] @ vectors.T).toarray()
-        scores[subjects[positions][:, None] == subjects[None, :]] = -1.0
-        top = np.argpartition(-scores, 5, axis=1)[:, :5]
-        nearest.update(zip(chunk.tolist(), top, strict=True))
+    for subject in np.unique(subjects[anchor_positions]):  # each subject's anchors against every other subject
+        of_subject = subjects[anchor_positions] == subject
+        others = np.flatnonzero(subjects != subject)
+        top = top_k_neighbours(vectors[anchor_positions[of_subject]], vectors[others], HARD_NEGATIVE_POOL)
+        nearest.update(zip(anchors[of_subject].tolist(), others[top], strict=True))
     return [texts[rng.choice(nearest[int(r)])] for r in anchor_rows]

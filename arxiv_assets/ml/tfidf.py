@@ -27,11 +27,12 @@ class TfidfEvaluation:
 TFIDF_PROBE_C = 10.0
 
 
-def fit_tfidf(train: pd.DataFrame) -> TfidfVectorizer:
-    """The vocabulary of the train split only: no test, new or unseen paper's words leak in."""
+def fit_tfidf(papers: pd.DataFrame) -> TfidfVectorizer:
+    """TF-IDF (words and bigrams) fit on these papers' texts alone: the baseline passes the train split, so no
+    test, new or unseen paper's words leak in; hard negatives pass the split they are drawn from."""
     vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2, max_df=0.5, ngram_range=(1, 2), stop_words="english",
                                  max_features=200_000)
-    return vectorizer.fit(paper_texts(train))
+    return vectorizer.fit(paper_texts(papers))
 
 
 def evaluate_tfidf(splits: pd.DataFrame, seed: int = 0) -> TfidfEvaluation:
