@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
 
 import pandas as pd
 
@@ -15,8 +18,26 @@ _VERSION_SUFFIX = re.compile(r"v\d+$")
 _WHITESPACE = re.compile(r"\s+")
 
 
+# Why an online source dropped a record; each dropped record is counted once, under the first reason found.
+NO_ID = "no_id"
+EMPTY_TITLE = "empty_title"
+EMPTY_ABSTRACT = "empty_abstract"
+NO_CATEGORY_CODE = "no_category_code"
+NO_DATE = "no_date"
+DUPLICATE_ID = "duplicate_id"
+
+
 class PaperSchemaError(ValueError):
     """A paper table that breaks the schema; the message names the problem and the source."""
+
+
+class UnmappableRecord(ValueError):
+    """A source record that cannot become a paper row; ``reason`` is one of the reason codes above."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 def collapse_whitespace(text: str) -> str:
@@ -30,6 +51,45 @@ def strip_version(arxiv_id: str) -> str:
 
 def is_arxiv_category(code: str) -> bool:
     return bool(ARXIV_CATEGORY.match(code))
+
+
+def paper_row(paper_id: str, title: str, abstract: str, categories: Iterable[str], published: date | None
+              ) -> dict[str, Any]:
+    """One source record as a row of the schema, or ``UnmappableRecord`` naming its first problem.
+
+    The id loses its version suffix, title and abstract their runs of white space; of ``categories`` the
+    arXiv codes are kept (sources also list ACM or MSC classes), each once, in order: the first is the
+    primary subject.
+    """
+    paper_id = strip_version(paper_id)
+    if not paper_id:
+        raise UnmappableRecord(NO_ID, "a record without a paper id")
+    title, abstract = collapse_whitespace(title), collapse_whitespace(abstract)
+    if not title:
+        raise UnmappableRecord(EMPTY_TITLE, paper_id)
+    if not abstract:
+        raise UnmappableRecord(EMPTY_ABSTRACT, paper_id)
+    candidates = [c.strip() for c in categories]
+    codes = list(dict.fromkeys(c for c in candidates if is_arxiv_category(c)))
+    if not codes:
+        raise UnmappableRecord(NO_CATEGORY_CODE, f"{paper_id}: no arXiv category code in {candidates}")
+    if published is None:
+        raise UnmappableRecord(NO_DATE, f"{paper_id}: no readable date")
+    return {"id": paper_id, "title": title, "abstract": abstract, "categories": codes, "primary_subject": codes[0],
+            "published": published.isoformat()}
+
+
+def drop_repeated_ids(rows: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The first row of each paper id, in order, and the ids of the later rows, which are dropped (a source
+    can list a paper twice: two revisions, or results shifting between pages while arXiv updates its index)."""
+    kept: dict[str, dict[str, Any]] = {}
+    repeated: list[str] = []
+    for row in rows:
+        if row["id"] in kept:
+            repeated.append(row["id"])
+        else:
+            kept[row["id"]] = row
+    return list(kept.values()), repeated
 
 
 def find_problems(papers: pd.DataFrame) -> dict[str, pd.Series]:

@@ -23,10 +23,13 @@ import pandas as pd
 import requests
 
 from arxiv_assets.ml.schema import (
+    DUPLICATE_ID,
+    UnmappableRecord,
     collapse_whitespace,
+    drop_repeated_ids,
     empty_papers,
     is_arxiv_category,
-    strip_version,
+    paper_row,
     validate_papers,
 )
 
@@ -91,36 +94,18 @@ def build_search_query(categories: list[str], start: date, end: date) -> str:
 
 
 def parse_entry(entry: ET.Element) -> dict[str, Any]:
-    """One Atom ``<entry>`` -> one row of our schema (raises ``ValueError`` naming what is missing)."""
-    raw_id = _child_text(entry, "id")
-    paper_id = strip_version(raw_id.rsplit("/abs/", 1)[-1]) if raw_id else ""
-    if not paper_id:
-        raise ValueError("entry without <id>")
-    title = collapse_whitespace(_child_text(entry, "title"))
-    abstract = collapse_whitespace(_child_text(entry, "summary"))
-    if not title or not abstract:
-        raise ValueError(f"{paper_id}: empty {'title' if not title else 'summary'}")
+    """One Atom ``<entry>`` -> one row of our schema; raises ``UnmappableRecord`` naming what is missing."""
     primary = entry.find(f"{ARXIV}primary_category")
     terms = [primary.get("term", "")] if primary is not None else []
+    # <category> also carries ACM ("I.2.6") and MSC ("68T05") classes; paper_row keeps the arXiv codes.
     terms += [c.get("term", "") for c in entry.findall(f"{ATOM}category")]
-    categories: list[str] = []
-    for term in (t.strip() for t in terms):
-        # <category> also carries ACM ("I.2.6") and MSC ("68T05") classes; keep arXiv codes only.
-        if is_arxiv_category(term) and term not in categories:
-            categories.append(term)
-    if not categories:
-        raise ValueError(f"{paper_id}: no arXiv category in {terms}")
-    published = _parse_timestamp(_child_text(entry, "published"))
-    if published is None:
-        raise ValueError(f"{paper_id}: unreadable <published> {_child_text(entry, 'published')!r}")
-    return {
-        "id": paper_id,
-        "title": title,
-        "abstract": abstract,
-        "categories": categories,
-        "primary_subject": categories[0],
-        "published": published.isoformat(),
-    }
+    return paper_row(
+        paper_id=_child_text(entry, "id").rsplit("/abs/", 1)[-1],
+        title=_child_text(entry, "title"),
+        abstract=_child_text(entry, "summary"),
+        categories=terms,
+        published=_parse_timestamp(_child_text(entry, "published")),
+    )
 
 
 def parse_feed(xml_text: str, url: str) -> AtomPage:
@@ -139,8 +124,8 @@ def parse_feed(xml_text: str, url: str) -> AtomPage:
     for entry in entries:
         try:
             page.entries.append(parse_entry(entry))
-        except ValueError as problem:
-            page.skipped["unparsable_entry"] += 1
+        except UnmappableRecord as problem:
+            page.skipped[problem.reason] += 1
             logger.warning("%s: skipping entry: %s", url, problem)
     return page
 
@@ -154,7 +139,7 @@ def load_arxiv_api_month(
 
     Pages through the results politely (``request_interval_s`` between requests, retries with backoff
     on connection errors, 429 and 5xx, honouring ``Retry-After``). Entries that cannot be parsed,
-    fall outside the month, or repeat an id are dropped and counted in ``result.attrs["dropped"]``.
+    fall outside the month, or repeat an id are dropped and counted by reason in ``result.attrs["dropped"]``.
     """
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be in 1..{MAX_PAGE_SIZE}, got {page_size}")
@@ -162,9 +147,8 @@ def load_arxiv_api_month(
         raise ValueError("max_retries and request_interval_s must be >= 0")
     query = build_search_query(categories, start, end)
     limiter = RateLimiter(request_interval_s)
-    rows: list[dict[str, Any]] = []
+    in_range: list[dict[str, Any]] = []
     dropped: Counter[str] = Counter()
-    seen: set[str] = set()
     offset = 0
     with requests.Session() as session:
         session.headers["User-Agent"] = USER_AGENT
@@ -176,7 +160,12 @@ def load_arxiv_api_month(
             text, url = _get_with_retries(session, base_url, params, limiter, request_interval_s, max_retries)
             page = parse_feed(text, url)
             dropped.update(page.skipped)
-            _keep(page.entries, start, end, rows, seen, dropped)
+            # submittedDate and <published> are both v1 times, but a shifted time zone could stray a day.
+            for row in page.entries:
+                if start.isoformat() <= row["published"] < end.isoformat():
+                    in_range.append(row)
+                else:
+                    dropped["outside_range"] += 1
             logger.info("%s: %d entries at start=%d (total %s)",
                         base_url, len(page.entries), offset, page.total_results)
             if page.total_results is not None and page.total_results > MAX_RESULTS_PER_QUERY and offset == 0:
@@ -192,26 +181,14 @@ def load_arxiv_api_month(
             if page.total_results is not None and offset >= page.total_results:
                 break
 
+    rows, repeated = drop_repeated_ids(in_range)
+    if repeated:
+        dropped[DUPLICATE_ID] += len(repeated)
     if dropped:
         logger.warning("arXiv API %s [%s, %s): dropped %s", categories, start, end, dict(dropped))
     papers = validate_papers(pd.DataFrame(rows) if rows else empty_papers(), source=f"arXiv API {base_url}")
-    papers.attrs["dropped"] = {reason: count for reason, count in dropped.items() if count}
+    papers.attrs["dropped"] = dict(dropped)
     return papers
-
-
-def _keep(
-    entries: list[dict[str, Any]], start: date, end: date,
-    rows: list[dict[str, Any]], seen: set[str], dropped: Counter[str],
-) -> None:
-    for row in entries:
-        # submittedDate and <published> are both v1 times, but a shifted time zone could stray a day.
-        if not start.isoformat() <= row["published"] < end.isoformat():
-            dropped["outside_range"] += 1
-        elif row["id"] in seen:  # results can shift between pages while arXiv updates its index
-            dropped["duplicate_id"] += 1
-        else:
-            seen.add(row["id"])
-            rows.append(row)
 
 
 def _get_with_retries(

@@ -23,23 +23,18 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from arxiv_assets.ml.schema import (
+    DUPLICATE_ID,
+    NO_DATE,
     PaperSchemaError,
-    collapse_whitespace,
+    UnmappableRecord,
+    drop_repeated_ids,
     empty_papers,
     is_arxiv_category,
-    strip_version,
+    paper_row,
     validate_papers,
 )
 
 logger = logging.getLogger(__name__)
-
-# Why a record was dropped; each dropped record is counted once, under the first reason found.
-NO_ID = "no_id"
-EMPTY_TITLE = "empty_title"
-EMPTY_ABSTRACT = "empty_abstract"
-NO_CATEGORY_CODE = "no_category_code"
-NO_DATE = "no_date"
-DUPLICATE_ID = "duplicate_id"
 
 _REQUIRED_COLUMNS = ("arxiv_id", "title", "abstract")
 _SUBJECT_COLUMNS = ("primary_subject", "subjects")
@@ -51,15 +46,6 @@ _ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 _ARXIV_PREFIX = re.compile(r"^(?:arxiv:|https?://arxiv\.org/abs/)", re.IGNORECASE)
 _EXAMPLES_PER_REASON = 3
 _DATE_SCAN_BATCH = 50_000
-
-
-class UnmappableRecord(ValueError):
-    """A record that cannot become a paper row; ``reason`` is one of the module's reason codes."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def subject_codes(subjects: object) -> list[str]:
@@ -87,42 +73,14 @@ def parse_published(publication_date: object, submission_date: object) -> date |
 
 def map_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """One ``nick007x/arxiv-papers`` record -> one row of our schema; raises ``UnmappableRecord``."""
-    raw_id = _text(record.get("arxiv_id"))
-    paper_id = strip_version(_ARXIV_PREFIX.sub("", raw_id)) if raw_id else ""
-    if not paper_id:
-        raise UnmappableRecord(NO_ID, f"arxiv_id is {record.get('arxiv_id')!r}")
-    title = collapse_whitespace(_text(record.get("title")))
-    if not title:
-        raise UnmappableRecord(EMPTY_TITLE, paper_id)
-    abstract = collapse_whitespace(_text(record.get("abstract")))
-    if not abstract:
-        raise UnmappableRecord(EMPTY_ABSTRACT, paper_id)
-    # The primary subject comes first; `subjects` normally repeats it, so de-duplicate.
-    categories: list[str] = []
-    for code in subject_codes(record.get("primary_subject")) + subject_codes(record.get("subjects")):
-        if code not in categories:
-            categories.append(code)
-    if not categories:
-        raise UnmappableRecord(
-            NO_CATEGORY_CODE,
-            f"{paper_id}: no arXiv code in primary_subject={record.get('primary_subject')!r} "
-            f"subjects={record.get('subjects')!r}",
-        )
-    published = parse_published(record.get("publication_date"), record.get("submission_date"))
-    if published is None:
-        raise UnmappableRecord(
-            NO_DATE,
-            f"{paper_id}: publication_date={record.get('publication_date')!r} "
-            f"submission_date={record.get('submission_date')!r}",
-        )
-    return {
-        "id": paper_id,
-        "title": title,
-        "abstract": abstract,
-        "categories": categories,
-        "primary_subject": categories[0],
-        "published": published.isoformat(),
-    }
+    return paper_row(
+        paper_id=_ARXIV_PREFIX.sub("", _text(record.get("arxiv_id"))),
+        title=_text(record.get("title")),
+        abstract=_text(record.get("abstract")),
+        # The primary subject first; `subjects` normally repeats it (paper_row keeps each code once).
+        categories=subject_codes(record.get("primary_subject")) + subject_codes(record.get("subjects")),
+        published=parse_published(record.get("publication_date"), record.get("submission_date")),
+    )
 
 
 def load_huggingface_month(dataset: str, start: date, end: date, data_files: str | None = None) -> pd.DataFrame:
@@ -147,20 +105,16 @@ def load_huggingface_month(dataset: str, start: date, end: date, data_files: str
         dropped[NO_DATE] += len(undated)
         examples[NO_DATE] = [_text(table[i]["arxiv_id"]) or f"row {i}" for i in undated[:_EXAMPLES_PER_REASON]]
 
-    rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    mapped: list[dict[str, Any]] = []
     month_records = table.select(in_month).to_list() if in_month else []
     for record in month_records:
         try:
-            row = map_record(record)
+            mapped.append(map_record(record))
         except UnmappableRecord as problem:
             _note(dropped, examples, problem.reason, problem.detail)
-            continue
-        if row["id"] in seen:
-            _note(dropped, examples, DUPLICATE_ID, row["id"])
-            continue
-        seen.add(row["id"])
-        rows.append(row)
+    rows, repeated = drop_repeated_ids(mapped)
+    for paper_id in repeated:
+        _note(dropped, examples, DUPLICATE_ID, paper_id)
 
     _report(source, start, end, kept=len(rows), considered=len(month_records), dropped=dropped, examples=examples)
     papers = validate_papers(pd.DataFrame(rows) if rows else empty_papers(), source=source)

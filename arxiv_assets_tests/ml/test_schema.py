@@ -1,14 +1,21 @@
-"""validate_papers: real rows pass; every kind of broken table is refused with a message naming it."""
+"""validate_papers: real rows pass; every kind of broken table is refused with a message naming it. paper_row and
+drop_repeated_ids: what both online sources do to a record."""
+
+from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from arxiv_assets.ml.schema import (
+    NO_CATEGORY_CODE,
     PAPER_COLUMNS,
     PaperSchemaError,
+    UnmappableRecord,
+    drop_repeated_ids,
     find_problems,
     is_arxiv_category,
+    paper_row,
     strip_version,
     validate_papers,
 )
@@ -112,3 +119,21 @@ def test_helpers():
         assert is_arxiv_category(code), code
     for code in ("CS.CV", "cs CV", "", "cs.", "1cs.CV"):
         assert not is_arxiv_category(code), code
+
+
+def test_paper_row_cleans_a_record_into_a_valid_row():
+    row = paper_row(paper_id=" 2503.11731v2", title="A  title\n", abstract=" An\tabstract ",
+                    categories=["cs.LG", "I.2.6", "stat.ML", "cs.LG", "68T05"], published=date(2025, 3, 14))
+    assert row == {"id": "2503.11731", "title": "A title", "abstract": "An abstract",
+                   "categories": ["cs.LG", "stat.ML"], "primary_subject": "cs.LG", "published": "2025-03-14"}
+    validate_papers(pd.DataFrame([row]), source=SOURCE)
+    with pytest.raises(UnmappableRecord) as raised:
+        paper_row(paper_id="2503.11731", title="t", abstract="a", categories=["I.2.6"], published=date(2025, 3, 14))
+    assert raised.value.reason == NO_CATEGORY_CODE and "I.2.6" in raised.value.detail
+
+
+def test_drop_repeated_ids_keeps_the_first_of_each():
+    rows = [{"id": "a", "title": "first"}, {"id": "b"}, {"id": "a", "title": "second"}, {"id": "a"}]
+    kept, repeated = drop_repeated_ids(rows)
+    assert kept == [{"id": "a", "title": "first"}, {"id": "b"}]
+    assert repeated == ["a", "a"]

@@ -21,15 +21,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from arxiv_assets.ml.schema import PaperSchemaError
-from arxiv_assets.sources.huggingface import (
+from arxiv_assets.ml.schema import (
     DUPLICATE_ID,
     EMPTY_ABSTRACT,
     EMPTY_TITLE,
     NO_CATEGORY_CODE,
     NO_DATE,
     NO_ID,
+    PaperSchemaError,
     UnmappableRecord,
+)
+from arxiv_assets.sources.huggingface import (
     data_files_format,
     load_huggingface_month,
     map_record,
