@@ -24,7 +24,8 @@ IndexKind = Literal["flat", "hnsw"]
 INDEX_FILE = "index.faiss"
 PAPERS_FILE = "papers.parquet"
 META_FILE = "index.json"
-PAPER_COLUMNS: tuple[str, ...] = ("id", "title", "subject")
+# The papers sidecar: what a search hit says about a paper ("subject" is its primary subject, as /search shows it).
+SIDECAR_COLUMNS: tuple[str, ...] = ("id", "title", "subject")
 
 
 class IndexLoadError(RuntimeError):
@@ -98,11 +99,11 @@ class PaperIndex:
     """A FAISS index plus the papers its rows stand for."""
 
     index: Any
-    papers: pd.DataFrame  # PAPER_COLUMNS, row i = index row i
+    papers: pd.DataFrame  # SIDECAR_COLUMNS, row i = index row i
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        missing = [c for c in PAPER_COLUMNS if c not in self.papers.columns]
+        missing = [c for c in SIDECAR_COLUMNS if c not in self.papers.columns]
         if missing:
             raise IndexLoadError(f"the papers sidecar lacks columns {missing}")
         if len(self.papers) != self.index.ntotal:
@@ -137,7 +138,7 @@ class PaperIndex:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(directory / INDEX_FILE))
-        self.papers[list(PAPER_COLUMNS)].reset_index(drop=True).to_parquet(directory / PAPERS_FILE, index=False)
+        self.papers[list(SIDECAR_COLUMNS)].reset_index(drop=True).to_parquet(directory / PAPERS_FILE, index=False)
         meta = {**self.meta, "dim": self.dim, "count": len(self)}
         (directory / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         return directory

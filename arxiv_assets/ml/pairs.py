@@ -16,11 +16,11 @@ from arxiv_assets.ml.text import paper_text, paper_texts
 from arxiv_assets.ml.tfidf import fit_tfidf
 
 # Columns, in order: "anchor", "positive" and the optional "negative" are the texts the trainer reads;
-# "subject" (the anchor's primary subject) rides along for label-aware batching and reports, "kind" says which
+# "primary_subject" (the anchor's) rides along for label-aware batching and reports, "kind" says which
 # objective a pair serves (title_abstract, subject or paper: multi-dataset training gives each kind its own
 # batches). The training code selects the text columns before handing the set to a loss.
 NEGATIVE_COLUMN = "negative"
-SUBJECT_COLUMN = "subject"
+SUBJECT_COLUMN = "primary_subject"
 KIND_COLUMN = "kind"
 HARD_NEGATIVE_POOL = 5  # a hard negative is drawn from this many lexically nearest papers of other subjects
 
@@ -51,7 +51,7 @@ def make_pair_sets(splits: pd.DataFrame, settings: PairSettings) -> DatasetDict:
 
 
 def make_pairs(papers: pd.DataFrame, n_pairs: int, settings: PairSettings) -> Dataset:
-    """Sample ``n_pairs`` (anchor, positive[, negative], subject, kind) rows, balanced over subjects.
+    """Sample ``n_pairs`` (anchor, positive[, negative], primary_subject, kind) rows, balanced over subjects.
 
     A subject is drawn uniformly, then two different papers of it; or, for the title/abstract
     share, one paper's title and its own abstract; or, for the subject share, one paper and its

@@ -105,7 +105,7 @@ def test_pairs_contract(smoke_artifacts):
     assert isinstance(sets, DatasetDict)
     assert set(sets) == {"train", "eval"}
     assert len(sets["train"]) == SMOKE.pairs.train_pairs and len(sets["eval"]) == SMOKE.pairs.eval_pairs
-    assert sets["train"].column_names == ["anchor", "positive", "subject", "kind"]
+    assert sets["train"].column_names == ["anchor", "positive", "primary_subject", "kind"]
     table = smoke_artifacts.load("splits")
     # Every text (a title, an abstract or both) maps back to its paper.
     paper_of = {}
@@ -115,16 +115,17 @@ def test_pairs_contract(smoke_artifacts):
     for split in ("train", "eval"):  # pairs of a split only use that split's papers, listed in the pair's subject
         for pair in sets[split]:
             anchor = paper_of[pair["anchor"]]
-            assert (anchor.split, anchor.primary_subject) == (split, pair["subject"])
+            assert (anchor.split, anchor.primary_subject) == (split, pair["primary_subject"])
             if pair["kind"] == "subject":
-                assert pair["positive"] == subject_description(pair["subject"])
+                assert pair["positive"] == subject_description(pair["primary_subject"])
             else:
                 positive = paper_of[pair["positive"]]
-                assert positive.split == split and pair["subject"] in {positive.primary_subject, *positive.categories}
+                assert positive.split == split
+                assert pair["primary_subject"] in {positive.primary_subject, *positive.categories}
     assert set(sets["train"]["kind"]) == {"title_abstract", "subject", "paper"}
     (metadata,) = [m.metadata for m in materializations(smoke_artifacts.downstream_run, "pairs")]
     assert metadata["train_pairs"].value == SMOKE.pairs.train_pairs
-    assert metadata["columns"].value == ["anchor", "positive", "subject", "kind"]
+    assert metadata["columns"].value == ["anchor", "positive", "primary_subject", "kind"]
     assert "title_abstract" in metadata["pairs_per_kind"].value
 
 

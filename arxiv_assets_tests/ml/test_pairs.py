@@ -33,9 +33,9 @@ def subject_by_text(papers: pd.DataFrame) -> dict[str, str]:
 def test_layout_and_subject_balance(papers):
     pairs = make_pairs(papers, 2000, replace(PAPER_PAIRS, seed=1))
     assert isinstance(pairs, Dataset)
-    assert pairs.column_names == ["anchor", "positive", "subject", "kind"]
+    assert pairs.column_names == ["anchor", "positive", "primary_subject", "kind"]
     assert len(pairs) == 2000
-    counts = pd.Series(pairs["subject"]).value_counts()
+    counts = pd.Series(pairs["primary_subject"]).value_counts()
     assert set(counts.index) == set(SUBJECT_SIZES)
     # 500 expected per subject; a binomial(2000, 1/4) stays within +-15% far beyond 3 sigma (~58).
     assert ((counts - 500).abs() < 75).all(), counts.to_dict()
@@ -47,18 +47,18 @@ def test_anchor_and_positive_are_two_papers_listed_in_the_pair_subject(papers):
     categories = dict(zip(subject_by_text(papers), papers["categories"], strict=True))
     assert set(pairs["kind"]) == {"paper"}
     for row in pairs:
-        assert subjects[row["anchor"]] == row["subject"]
+        assert subjects[row["anchor"]] == row["primary_subject"]
         # The positive lists the anchor's subject, as primary subject or as a cross-list.
-        assert row["subject"] in {subjects[row["positive"]], *categories[row["positive"]]}
+        assert row["primary_subject"] in {subjects[row["positive"]], *categories[row["positive"]]}
         assert row["anchor"] != row["positive"]
 
 
 def test_anchors_use_every_paper_of_a_subject_before_any_twice(papers):
     pairs = make_pairs(papers, 600, replace(PAPER_PAIRS, title_abstract_fraction=1.0, seed=9))
     titles = pd.Series(pairs["anchor"])
-    per_subject = pd.Series(pairs["subject"]).value_counts()
+    per_subject = pd.Series(pairs["primary_subject"]).value_counts()
     for subject, size in SUBJECT_SIZES.items():  # ~150 draws per subject
-        drawn = titles[pd.Series(pairs["subject"]) == subject].value_counts()
+        drawn = titles[pd.Series(pairs["primary_subject"]) == subject].value_counts()
         if per_subject[subject] <= size:
             assert drawn.max() == 1, subject
         else:
@@ -74,7 +74,7 @@ def test_title_abstract_fraction_is_honoured(papers):
     assert sum(k == "title_abstract" for k in pairs["kind"]) == len(own)
     for row in own:  # a title and its own abstract
         assert row["positive"] == abstract_of_title[row["anchor"]]
-        assert row["subject"] == subject_of_title[row["anchor"]]
+        assert row["primary_subject"] == subject_of_title[row["anchor"]]
     none = make_pairs(papers, 300, replace(PAPER_PAIRS, title_abstract_fraction=0.0, seed=3))
     assert not any(a in abstract_of_title for a in none["anchor"])
     every = make_pairs(papers, 300, replace(PAPER_PAIRS, title_abstract_fraction=1.0, seed=3))
@@ -84,18 +84,18 @@ def test_title_abstract_fraction_is_honoured(papers):
 def test_subject_pairs_put_a_paper_beside_its_subject_in_words(papers):
     pairs = make_pairs(papers, 1000, replace(PAPER_PAIRS, title_abstract_fraction=0.2, subject_fraction=0.5, seed=6))
     subjects = subject_by_text(papers)
-    named = [row for row in pairs if row["positive"] == subject_description(row["subject"])]
+    named = [row for row in pairs if row["positive"] == subject_description(row["primary_subject"])]
     assert len(named) / len(pairs) == pytest.approx(0.5, abs=0.05)
     assert all(row["kind"] == "subject" for row in named)
     for row in named:  # the anchor is a whole paper of that subject
-        assert subjects[row["anchor"]] == row["subject"]
+        assert subjects[row["anchor"]] == row["primary_subject"]
     assert {row["positive"] for row in named} == {
         "Computer Vision and Pattern Recognition (cs.CV)", "Astrophysics of Galaxies (astro-ph.GA)",
         "Computation and Language (cs.CL)", "General Relativity and Quantum Cosmology (gr-qc)"}
     titles = set(papers["title"])
     assert sum(row["anchor"] in titles for row in pairs) / len(pairs) == pytest.approx(0.2, abs=0.05)
     every = make_pairs(papers, 200, replace(PAPER_PAIRS, subject_fraction=1.0, seed=6))
-    assert all(row["positive"] == subject_description(row["subject"]) for row in every)
+    assert all(row["positive"] == subject_description(row["primary_subject"]) for row in every)
 
 
 def test_unknown_subject_codes_are_described_by_the_code():
@@ -105,17 +105,17 @@ def test_unknown_subject_codes_are_described_by_the_code():
 
 def test_hard_negatives_come_from_another_subject(papers):
     pairs = make_pairs(papers, 300, replace(PAPER_PAIRS, hard_negatives=True, seed=4))
-    assert pairs.column_names == ["anchor", "positive", "negative", "subject", "kind"]
+    assert pairs.column_names == ["anchor", "positive", "negative", "primary_subject", "kind"]
     subjects = subject_by_text(papers)
     negative_subjects = [subjects[n] for n in pairs["negative"]]
-    assert all(ns != s for ns, s in zip(negative_subjects, pairs["subject"], strict=True))
+    assert all(ns != s for ns, s in zip(negative_subjects, pairs["primary_subject"], strict=True))
     assert len(set(pairs["negative"])) > 50  # not one paper over and over
     # "Hard": lexically closer to the anchor than a random paper of another subject.
     texts = list(subject_by_text(papers))
     vectorizer = TfidfVectorizer(stop_words="english").fit(texts)
     anchors = vectorizer.transform(pairs["anchor"])
     rng = np.random.default_rng(0)
-    random_others = [rng.choice([t for t in texts if subjects[t] != s]) for s in pairs["subject"]]
+    random_others = [rng.choice([t for t in texts if subjects[t] != s]) for s in pairs["primary_subject"]]
     hard = anchors.multiply(vectorizer.transform(pairs["negative"])).sum(axis=1).mean()
     random = anchors.multiply(vectorizer.transform(random_others)).sum(axis=1).mean()
     assert hard > 2 * random
@@ -133,7 +133,7 @@ def test_subjects_with_a_single_paper_are_never_paired(papers, sample_papers):
     lone = sample_papers[sample_papers["primary_subject"] == "math-ph"]
     assert len(lone) == 1
     pairs = make_pairs(pd.concat([papers, lone]), 500, replace(PAPER_PAIRS, seed=5))
-    assert "math-ph" not in set(pairs["subject"])
+    assert "math-ph" not in set(pairs["primary_subject"])
 
 
 def test_bad_requests_are_refused(papers):

@@ -49,7 +49,7 @@ def test_resume_only_from_complete_checkpoints(tmp_path: Path) -> None:
 @pytest.mark.parametrize("loss", LOSSES)
 def test_every_loss_gets_the_columns_it_expects(loss: str) -> None:
     pairs = Dataset.from_dict({"anchor": ["a1", "a2", "a3"], "positive": ["p1", "p2", "p3"],
-                               "subject": ["cs.CV", "cs.CL", "cs.CV"]})
+                               "primary_subject": ["cs.CV", "cs.CL", "cs.CV"]})
     columns = _training_columns(pairs, loss, seed=0)
     expected = {
         "mnrl": ["anchor", "positive"], "gist": ["anchor", "positive"],
