@@ -3,9 +3,10 @@
 One multi-asset, because both read the same embeddings and encoding is the expensive part on a
 CPU; each asset is still materialized, shown and checked on its own. The quality gates
 (``arxiv_assets.ml.evaluation.quality_gates``) are reported as asset checks and written into both
-reports beside the fingerprint of the model they judged: ``promoted_model`` reads them from there
-and, when the fine-tuned model fails any of them, keeps the served model (if it still passes) or
-promotes the untrained base model. So the checks do not block: a failed gate must let the run go on.
+reports beside the fingerprint of the model they judged and the release it was compared with (the
+current one: ``releases/CURRENT``): ``promoted_model`` reads them from there and, when the
+fine-tuned model fails any of them, keeps the served model (if it still passes) or promotes the
+untrained base model. So the checks do not block: a failed gate must let the run go on.
 """
 
 import base64
@@ -33,13 +34,13 @@ from arxiv_assets.ml.hardware import best_device
 from arxiv_assets.ml.plots import confusion_plot, projection_plot
 from arxiv_assets.ml.splits import papers_in
 from arxiv_assets.profiles import ACTIVE
-from arxiv_assets.resources.artifact_store import local_payload_of
+from arxiv_assets.resources.releases import Releases
+from arxiv_assets.storage.artifacts import local_payload_of
 
 from .config import settings_config
 from .reporting import markdown_table
 
 BEATS_SERVED = "fine_tuned_beats_served_model_p10"
-PROMOTED_MODEL = dg.AssetKey("promoted_model")
 
 
 class EvalConfig(settings_config(ACTIVE.evaluation)):
@@ -74,26 +75,22 @@ def _check_spec(name: str, description: str) -> dg.AssetCheckSpec:
     check_specs=[
         *[_check_spec(name, "quality gate (arxiv_assets.ml.evaluation.quality_gates); a failure promotes the base "
                             "model instead") for name in GATE_ASSETS],
-        _check_spec(BEATS_SERVED, "Promotion gate: the new model's test P@10 is at least the served (last "
-                                  "promoted) model's, both scored on this test split"),
+        _check_spec(BEATS_SERVED, "Promotion gate: the new model's test P@10 is at least the served (current "
+                                  "release's) model's, both scored on this test split"),
     ],
 )
-def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, model: Path, splits: pd.DataFrame,
-               tfidf_baseline: dict):
+def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, releases: Releases, model: Path,
+               splits: pd.DataFrame, tfidf_baseline: dict):
     device = best_device()
     precision = default_precision(device)
     fine_tuned = load_model(model, device=device)
     encoders = {"base": load_model(config.base_model, device=device, max_seq_length=fine_tuned.max_seq_length),
                 "fine-tuned": fine_tuned}
     fingerprint = model_fingerprint(model)
-    served = context.instance.get_latest_materialization_event(PROMOTED_MODEL)
-    served_uri = str(served.asset_materialization.metadata["uri"].value) if served and served.asset_materialization \
-        else None
+    champion = releases.store().current()  # what the service serves: the challenger must beat it
     # The served model is scored beside this one unless it is this model or the base (already scored).
-    if served_uri and served.asset_materialization.metadata["promoted"].value != "base":
-        served_dir = local_payload_of(served_uri)
-        if model_fingerprint(served_dir) != fingerprint:
-            encoders["served"] = load_model(served_dir, device=device)
+    if champion and champion.decision != "base" and champion.model_fingerprint != fingerprint:
+        encoders["served"] = load_model(local_payload_of(champion.model_uri), device=device)
     results: dict[str, ModelEvaluation] = {}
     for name, encoder in encoders.items():
         context.log.info(f"encoding every judged paper with the {name} model")
@@ -113,7 +110,8 @@ def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, model: Pat
     # only if it still passes them (else the base model is promoted).
     served_gates = quality_gates(headlines, gate_settings, candidate="served") if "served" in headlines \
         else []
-    verdict = {"model_fingerprint": fingerprint, "served_model_uri": served_uri or "",
+    verdict = {"model_fingerprint": fingerprint, "served_model_uri": champion.model_uri if champion else "",
+               "served_release": champion.release_id if champion else "",
                "gates": [asdict(g) for g in gates], "passed": all(g.passed for g in gates),
                "served_gates": [asdict(g) for g in served_gates],
                "served_passed": bool(served_gates) and all(g.passed for g in served_gates)}

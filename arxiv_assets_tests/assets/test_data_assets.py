@@ -20,8 +20,9 @@ from arxiv_assets.ml.taxonomy import subject_description
 from arxiv_assets.ml.text import paper_text
 from arxiv_assets.ml.tfidf import TFIDF_PROBE_C
 from arxiv_assets.profiles import get_profile
-from arxiv_assets.resources.artifact_store import ArtifactIOManager, ArtifactStore
+from arxiv_assets.resources.io_manager import ArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
+from arxiv_assets.storage.artifacts import ArtifactStore
 from arxiv_assets_tests.conftest import (
     SAMPLE_FIRST_MONTH,
     SAMPLE_LAST_MONTH,
