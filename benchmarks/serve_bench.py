@@ -34,11 +34,11 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from arxiv_assets.assets.export import parity_sample  # the round-robin test sample the onnx_model checks use
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, resolve_model_source
-from arxiv_assets.ml.export import export_onnx, load_variant, timed_encode
+from arxiv_assets.ml.export import export_onnx
 from arxiv_assets.ml.metrics import subject_retrieval
 from arxiv_assets.ml.text import paper_texts
+from arxiv_assets.ml.variants import load_variant, parity_sample, timed_encode
 from arxiv_assets.profiles import get_profile
 from arxiv_assets.storage.artifacts import ArtifactStore
 from arxiv_assets.storage.releases import Release, ReleaseStore

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from arxiv_assets.ml.export import (
+from arxiv_assets.ml.hardware import cpu_has_fast_bf16
+from arxiv_assets.ml.variants import (
     ONNX_VARIANTS,
     REFERENCE_VARIANT,
     ParityStats,
@@ -27,7 +28,6 @@ from arxiv_assets.ml.export import (
     load_variant,
     timed_encode,
 )
-from arxiv_assets.ml.hardware import cpu_has_fast_bf16
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from arxiv_assets.ml.embedding import check_model_dir
-from arxiv_assets.ml.export import model_fingerprint
 from arxiv_assets.ml.index import PaperIndex
+from arxiv_assets.ml.variants import model_fingerprint
 
 from .backends import Backend, Measurement, choose_backend
 from .batching import BatcherClosedError, DynamicBatcher

@@ -29,10 +29,10 @@ from arxiv_assets.ml.evaluation import (
     headline_table,
     quality_gates,
 )
-from arxiv_assets.ml.export import model_fingerprint
 from arxiv_assets.ml.hardware import best_device
 from arxiv_assets.ml.plots import confusion_plot, projection_plot
 from arxiv_assets.ml.splits import papers_in
+from arxiv_assets.ml.variants import model_fingerprint
 from arxiv_assets.profiles import ACTIVE
 from arxiv_assets.resources.releases import Releases
 from arxiv_assets.storage.artifacts import local_payload_of

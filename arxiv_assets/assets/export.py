@@ -17,20 +17,20 @@ import numpy as np
 import pandas as pd
 
 from arxiv_assets.ml.embedding import encode, load_model
-from arxiv_assets.ml.export import (
-    DEFAULT_QUANTIZED_OPERATORS,
-    REFERENCE_VARIANT,
-    ParityStats,
-    export_onnx,
-    load_variant,
-    model_fingerprint,
-    timed_encode,
-)
+from arxiv_assets.ml.export import DEFAULT_QUANTIZED_OPERATORS, export_onnx
 from arxiv_assets.ml.hardware import best_device
 from arxiv_assets.ml.index import HnswOptions, paper_index, recall_at_k
 from arxiv_assets.ml.metrics import subject_retrieval
 from arxiv_assets.ml.splits import SPLITS
 from arxiv_assets.ml.text import paper_texts
+from arxiv_assets.ml.variants import (
+    REFERENCE_VARIANT,
+    ParityStats,
+    load_variant,
+    model_fingerprint,
+    parity_sample,
+    timed_encode,
+)
 from arxiv_assets.storage.releases import write_checks
 
 from .reporting import markdown_table
@@ -52,15 +52,6 @@ class OnnxModelConfig(dg.Config):
     min_cosine_fp32: float = 0.999
     min_cosine_int8: float = 0.98
     max_p10_diff_points: float = 1.0
-
-
-def parity_sample(splits: pd.DataFrame, n: int) -> pd.DataFrame:
-    """``n`` test papers taken round-robin over subjects (so subject retrieval has something to find)."""
-    test = splits[splits["split"] == "test"].sort_values(["primary_subject", "id"])
-    if test.empty:
-        raise dg.Failure("the splits have no test papers to check the ONNX export on")
-    ranked = test.assign(_turn=test.groupby("primary_subject").cumcount())
-    return ranked.sort_values(["_turn", "primary_subject", "id"]).head(n).drop(columns="_turn").reset_index(drop=True)
 
 
 @dg.asset(

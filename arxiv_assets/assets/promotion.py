@@ -23,7 +23,7 @@ import dagster as dg
 import pandas as pd
 
 from arxiv_assets.ml.embedding import load_model
-from arxiv_assets.ml.export import EXPORT_MANIFEST, model_fingerprint
+from arxiv_assets.ml.variants import EXPORT_MANIFEST, model_fingerprint
 from arxiv_assets.profiles import ACTIVE
 from arxiv_assets.storage.artifacts import local_payload_of
 from arxiv_assets.storage.releases import CHECKS, Promotion, write_promotion

@@ -15,24 +15,25 @@ import pytest
 
 from arxiv_assets.assets.data import splits
 from arxiv_assets.assets.evaluation import evaluation
-from arxiv_assets.assets.export import FaissIndexConfig, OnnxModelConfig, faiss_index, onnx_model, parity_sample
+from arxiv_assets.assets.export import FaissIndexConfig, OnnxModelConfig, faiss_index, onnx_model
 from arxiv_assets.assets.promotion import promoted_model
 from arxiv_assets.assets.release import release
 from arxiv_assets.ml import export as export_module
 from arxiv_assets.ml import hardware
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, encode, load_model, resolve_model_source
-from arxiv_assets.ml.export import (
+from arxiv_assets.ml.export import quantization_target
+from arxiv_assets.ml.index import HnswOptions, PaperIndex, build_index, recall_at_k
+from arxiv_assets.ml.splits import SplitSettings, make_splits
+from arxiv_assets.ml.text import paper_texts
+from arxiv_assets.ml.variants import (
     ExportError,
     OnnxExport,
     ParityStats,
     encode_variant,
     load_variant,
     model_fingerprint,
-    quantization_target,
+    parity_sample,
 )
-from arxiv_assets.ml.index import HnswOptions, PaperIndex, build_index, recall_at_k
-from arxiv_assets.ml.splits import SplitSettings, make_splits
-from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.resources.io_manager import ArtifactIOManager
 from arxiv_assets.resources.releases import Releases
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE

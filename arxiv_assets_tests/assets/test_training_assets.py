@@ -16,7 +16,7 @@ from arxiv_assets.assets.promotion import promoted_model
 from arxiv_assets.assets.training import model
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, ModelLoadError, encode, load_model
 from arxiv_assets.ml.evaluation import GATE_ASSETS, SLICES, GateSettings
-from arxiv_assets.ml.export import model_fingerprint
+from arxiv_assets.ml.variants import model_fingerprint
 from arxiv_assets.profiles import get_profile
 from arxiv_assets.resources.io_manager import ArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource

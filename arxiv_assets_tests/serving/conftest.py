@@ -20,9 +20,10 @@ import pandas as pd
 import pytest
 
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, encode, load_model, resolve_model_source
-from arxiv_assets.ml.export import export_onnx, model_fingerprint
+from arxiv_assets.ml.export import export_onnx
 from arxiv_assets.ml.index import paper_index
 from arxiv_assets.ml.text import paper_texts
+from arxiv_assets.ml.variants import model_fingerprint
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
 from arxiv_assets.storage.artifacts import ArtifactStore
 from arxiv_assets.storage.releases import Release, ReleaseStore

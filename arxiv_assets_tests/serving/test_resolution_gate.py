@@ -13,7 +13,7 @@ from arxiv_assets.assets.promotion import promoted_model
 from arxiv_assets.assets.release import release
 from arxiv_assets.assets.training import model
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, encode, load_model
-from arxiv_assets.ml.export import model_fingerprint
+from arxiv_assets.ml.variants import model_fingerprint
 from arxiv_assets.resources.io_manager import ArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
 from arxiv_assets.resources.releases import Releases
