@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from arxiv_assets.ml.variants import load_variant, parity_sample, timed_encode
 from arxiv_assets.profiles import get_profile
 from arxiv_assets.storage.artifacts import ArtifactStore
 from arxiv_assets.storage.releases import Release, ReleaseStore
+from arxiv_assets_tests.net import free_port, wait_for_http
 from benchmarks.common import machine_line, profile_splits
 from serving.settings import Settings
 
@@ -51,12 +51,6 @@ RESULTS = PROJECT_ROOT / "benchmarks" / "RESULTS.md"
 SECTION_START, SECTION_END = "<!-- serve_bench:start -->", "<!-- serve_bench:end -->"
 CONCURRENCY = (1, 8, 32)
 SERVED_NAME = "arxiv-embeddings"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def load_text() -> str:
@@ -78,18 +72,10 @@ class Target:
             process = subprocess.Popen(self.command, env=self.env, cwd=PROJECT_ROOT, stdout=out,
                                        stderr=subprocess.STDOUT)
             try:
-                deadline = time.monotonic() + 300
-                while time.monotonic() < deadline:
-                    if process.poll() is not None:
-                        raise RuntimeError(f"{self.name} exited ({process.returncode}); see {log}")
-                    try:
-                        if httpx.get(self.url + self.ready_path, timeout=5).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    time.sleep(0.5)
-                else:
-                    raise RuntimeError(f"{self.name} not ready after 300s; see {log}")
+                try:
+                    wait_for_http(self.url + self.ready_path, timeout_s=300, process=process)
+                except (RuntimeError, TimeoutError) as error:
+                    raise RuntimeError(f"{self.name} did not start: {error}; see {log}") from error
                 yield self
             finally:
                 process.terminate()

@@ -1,4 +1,4 @@
-"""Fixtures for the production tests: a real GCS emulator process, free ports, subprocess helpers.
+"""Fixtures for the production tests: a real GCS emulator process, subprocess helpers.
 
 The emulator is ``gcp-storage-emulator`` (PyPI), a separate process speaking the GCS JSON API on
 127.0.0.1. gcsfs reaches it through ``STORAGE_EMULATOR_HOST`` exactly as it reaches
@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from arxiv_assets_tests.net import free_port, wait_for_http
 
 # No GCE metadata server here: fail credential discovery fast and fall back to anonymous access
 # (the emulator needs no credentials). gcsfs' experimental zonal/HNS bucket support asks a gRPC
@@ -30,27 +30,6 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 BUCKET = "arxiv-test-bucket"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout_s}s")
 
 
 class GCSEmulator:
@@ -76,7 +55,7 @@ class GCSEmulator:
                 stdout=log, stderr=subprocess.STDOUT,
             )
         try:
-            wait_for_http(f"{self.endpoint}/storage/v1/b/{self.bucket}", timeout_s=30, proc=self.proc)
+            wait_for_http(f"{self.endpoint}/storage/v1/b/{self.bucket}", timeout_s=30, process=self.proc)
         except (RuntimeError, TimeoutError) as error:
             raise RuntimeError(f"the GCS emulator did not start: {error}\n{self.log_tail()}") from error
         return self

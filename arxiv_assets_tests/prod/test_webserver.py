@@ -21,8 +21,9 @@ import dagster as dg
 import pytest
 
 from arxiv_assets.definitions import defs
+from arxiv_assets_tests.net import free_port, wait_for_http
 
-from .conftest import PROJECT_ROOT, VENV_BIN, free_port, subprocess_env, wait_for_http
+from .conftest import PROJECT_ROOT, VENV_BIN, subprocess_env
 
 LOCATION = "arxiv_assets"  # workspace.yaml
 PARTITION = "2025-05-01"
@@ -88,7 +89,7 @@ def webserver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     ]
     proc = procs[0]
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/server_info", timeout_s=90, proc=proc)
+        wait_for_http(f"http://127.0.0.1:{port}/server_info", timeout_s=90, process=proc)
         graphql = GraphQL(f"http://127.0.0.1:{port}/graphql")
         deadline = time.monotonic() + 120
         while True:  # the code location loads in the background

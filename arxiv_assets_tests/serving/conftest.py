@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
@@ -77,12 +76,6 @@ def publish_release(root: Path, model: Path, index: Path | None = None, model_fi
         index_uri=store_copy(store, "faiss_index", index) if index else None, decision=decision,
         reason="published by a test", replaces=releases.current_id(),
     ))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def own_embeddings(model_dir: Path, texts: list[str]) -> np.ndarray:

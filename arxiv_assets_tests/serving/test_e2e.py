@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,9 +29,10 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from arxiv_assets.storage.releases import Release
+from arxiv_assets_tests.net import free_port, wait_until
 from serving.backends import available_backends
 
-from .conftest import SHORT_TEXTS, assert_embeddings_match, free_port, own_embeddings, publish_release
+from .conftest import SHORT_TEXTS, assert_embeddings_match, own_embeddings, publish_release
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-token"
@@ -51,24 +51,9 @@ class Server:
     def serving(self, release: Release, timeout: float = 120) -> dict:
         """Wait until the poller serves ``release``; its /ready."""
         with self.client() as client:
-            return wait_for(lambda: (r := client.get("/ready")).status_code == 200
-                            and r.json()["release"] == release.release_id and r.json(), timeout,
-                            f"release {release.release_id}", self.process)
-
-
-def wait_for(predicate, timeout: float, what: str, process: subprocess.Popen | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode} while waiting for {what}")
-        try:
-            result = predicate()
-        except httpx.TransportError:
-            result = None
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            return wait_until(lambda: (r := client.get("/ready")).status_code == 200
+                              and r.json()["release"] == release.release_id and r.json(), timeout,
+                              f"release {release.release_id}", self.process)
 
 
 @contextlib.contextmanager
@@ -91,7 +76,7 @@ def running_server(root: Path, log_path: Path) -> Iterator[Server]:
                                    cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         server = Server(f"http://127.0.0.1:{port}", root, process)
         try:
-            wait_for(lambda: httpx.get(f"{server.url}/health", timeout=2).status_code == 200, 90, "/health", process)
+            wait_until(lambda: httpx.get(f"{server.url}/health", timeout=2).status_code == 200, 90, "/health", process)
             yield server
         finally:
             process.send_signal(signal.SIGTERM)
@@ -121,7 +106,7 @@ def test_starts_without_a_release_and_says_what_to_materialize(tmp_path: Path):
     with running_server(tmp_path, tmp_path / "server.log") as server:
         assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}  # no token needed
         with server.client() as client:
-            wait_for(lambda: client.get("/ready").json()["status"] == "no_model", 30, "the first look for a release")
+            wait_until(lambda: client.get("/ready").json()["status"] == "no_model", 30, "the first look for a release")
             response = client.post("/embed", json={"texts": ["a"]})
             assert response.status_code == 503 and "materialize `release`" in response.json()["detail"]
             assert httpx.post(f"{server.url}/embed", json={"texts": ["a"]}).status_code == 401
@@ -170,13 +155,13 @@ def test_hot_swap_to_a_new_release_while_requests_are_in_flight(server: Server, 
     for worker in workers:
         worker.start()
     try:
-        wait_for(lambda: len(seen) >= 3, 60, "traffic on the old model")
+        wait_until(lambda: len(seen) >= 3, 60, "traffic on the old model")
         new = publish_release(server.root, onnx_dir, index_dir).release_id  # the same weights, exported
         with server.client() as client:
             reloaded = client.post("/admin/reload").json()
             assert reloaded["release"] == new, reloaded  # (or the poller got there first)
             count = len(seen)
-            wait_for(lambda: len(seen) >= count + 3, 60, "traffic on the new model")
+            wait_until(lambda: len(seen) >= count + 3, 60, "traffic on the new model")
     finally:
         stop.set()
         for worker in workers:
