@@ -280,8 +280,9 @@ size 32, in its own venv. Run: `python -m benchmarks.serve_bench`.
 {table}
 
 - Default backend on this machine: **{default_backend}** with {auto['threads']} thread(s), chosen at load by
-  measuring {Settings().probe_texts} real abstracts per (backend, threads)
-  ({measured}); int8 config `{export.quantization_target}`.
+  measuring {Settings().probe_texts} real abstracts per (backend, threads), best of {Settings().backend_rounds}
+  rounds after a warm-up ({measured}); int8 config `{export.quantization_target}`. Why:
+  {auto['backend_reason']}.
 - P@10 (subject retrieval, {args.p10_papers} real test papers): PyTorch fp32 {p10['torch-fp32']:.4f},
   {default_backend} {p10[default_backend]:.4f}: {diff:+.2f} points, {"within" if abs(diff) <= 1 else "NOT within"}
   1 point of PyTorch fp32.

@@ -1,9 +1,12 @@
 """Inference backends (ONNX Runtime fp32/int8, PyTorch fp32/bf16/fp16) and choosing one by measuring.
 
 Which backend is fastest depends on the CPU: int8 needs VNNI to shine, bf16 needs AMX or
-AVX512-BF16 (emulated bf16 is several times slower than fp32). So at load the service embeds a few
-real arXiv texts with every backend the artifact and the machine offer, keeps those whose
-embeddings match PyTorch fp32 (cosine), and serves the fastest — unless a backend is pinned.
+AVX512-BF16 (emulated bf16 is several times slower than fp32). So at load the service measures
+every (backend, threads) the artifact and the machine offer on real arXiv texts, in steady state:
+each is loaded and warmed up, then timed for several rounds interleaved across candidates (a burst
+of load from another process hits them all alike), and its best round counts. A candidate whose
+embeddings do not match PyTorch fp32 (cosine) is rejected. ``decide`` then picks one by a fixed rule,
+and says why; see its docstring.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from arxiv_assets.ml.variants import (
     encode_variant,
     is_onnx_export,
     load_variant,
-    timed_encode,
 )
 
 logger = logging.getLogger(__name__)
@@ -107,18 +109,37 @@ def probe_texts(n: int) -> tuple[str, ...]:
     return tuple(paper_texts(papers.sort_values("id").sample(n=min(n, len(papers)), random_state=0)))
 
 
+CLEAR_ADVANTAGE = 0.10  # a candidate wins on speed alone only when it is more than 10% faster
+# Among candidates within CLEAR_ADVANTAGE of the fastest, the first in this order wins: the more precise
+# first (fp32, then fp16's 10-bit and bf16's 7-bit mantissas, then int8), and of two fp32 backends the
+# reference itself; then fewer threads (steadier on cores shared with other processes).
+PREFERENCE: tuple[str, ...] = ("torch-fp32", "onnx-fp32", "torch-fp16", "torch-bf16", "onnx-int8")
+
+
 @dataclass(frozen=True)
 class Measurement:
     backend: str
     threads: int
-    texts_per_s: float | None
+    texts_per_s: float | None  # the best round
     min_cosine: float | None
     threshold: float | None
     passed: bool
     error: str | None = None
+    rounds_texts_per_s: tuple[float, ...] = ()
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} x{self.threads}"
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    backend: Backend
+    measurements: list[Measurement]
+    reason: str
 
 
 def thread_options(threads: int | None) -> list[int]:
@@ -134,54 +155,112 @@ def thread_options(threads: int | None) -> list[int]:
     return sorted({1, cores})
 
 
-def choose_backend(
-    model_dir: Path, pinned: str = "auto", threads: int | None = None, n_probe: int = 32,
-    min_cosine_fp32: float = 0.999, min_cosine_reduced: float = 0.98,
-) -> tuple[Backend, list[Measurement]]:
-    """The fastest (backend, threads) whose probe embeddings match PyTorch fp32, measured on real texts.
+def _preference(measurement: Measurement) -> tuple[int, int]:
+    rank = PREFERENCE.index(measurement.backend) if measurement.backend in PREFERENCE else len(PREFERENCE)
+    return rank, measurement.threads
 
-    A pinned backend is only measured across thread counts (and trusted: no parity reference); a pinned
-    backend with pinned threads is loaded without measuring anything.
+
+def decide(measurements: list[Measurement], pinned: str = "auto",
+           clear_advantage: float = CLEAR_ADVANTAGE) -> tuple[Measurement, str]:
+    """The (backend, threads) to serve among ``measurements``, and why, as one sentence for /ready.
+
+    The candidates are the measurements that ran and passed parity (all of the pinned backend's when
+    one is pinned: it is trusted). The fastest wins when it is more than ``clear_advantage`` faster than
+    every other candidate. Otherwise every candidate within that margin of the fastest is a contender
+    and the first of them in ``PREFERENCE`` order (more precise first, then fewer threads) wins: a
+    difference the noise of a shared machine can reverse never decides, so repeated starts agree.
+    """
+    candidates = [m for m in measurements if m.texts_per_s is not None
+                  and (m.backend == pinned if pinned != "auto" else m.passed)]
+    if not candidates:
+        raise BackendError(f"no backend could run: {[m.as_dict() for m in measurements]}")
+    ranked = sorted(candidates, key=lambda m: (-m.texts_per_s, _preference(m)))
+    fastest = ranked[0]
+    contenders = [m for m in ranked if m.texts_per_s * (1 + clear_advantage) >= fastest.texts_per_s]
+    chosen = min(contenders, key=_preference)
+    prefix = f"pinned {pinned}; " if pinned != "auto" else ""
+    rejected = [f"{m.label} (min cosine {m.min_cosine:.4f} < {m.threshold})" for m in measurements
+                if not m.passed and m.error is None and m.min_cosine is not None and m.threshold is not None]
+    suffix = f"; rejected for parity: {', '.join(rejected)}" if rejected else ""
+    if len(ranked) == 1:
+        return chosen, f"{prefix}{chosen.label} is the only candidate ({chosen.texts_per_s:.1f} texts/s){suffix}"
+    if len(contenders) == 1:
+        runner_up = ranked[1]
+        return chosen, (f"{prefix}{chosen.label} is clearly fastest: {chosen.texts_per_s:.1f} texts/s, "
+                        f"{100 * (chosen.texts_per_s / runner_up.texts_per_s - 1):.0f}% above the runner-up "
+                        f"{runner_up.label} ({runner_up.texts_per_s:.1f}; a clear win needs "
+                        f"> {100 * clear_advantage:.0f}%){suffix}")
+    close = ", ".join(f"{m.label} {m.texts_per_s:.1f}" for m in contenders)
+    return chosen, (f"{prefix}no clear winner: {close} texts/s are within {100 * clear_advantage:.0f}% of the "
+                    f"fastest; {chosen.label} comes first in the order {' > '.join(PREFERENCE)}, fewer threads "
+                    f"first{suffix}")
+
+
+def _timed_round(backend: Backend, texts: list[str], batch_size: int) -> tuple[np.ndarray, float]:
+    """``texts`` through ``Backend.encode`` (what the batcher calls) in batches of ``batch_size``: vectors, texts/s."""
+    if backend.name.startswith("torch"):
+        set_torch_threads(backend.threads)  # one setting per process: set it for the candidate being timed
+    started = time.perf_counter()
+    vectors = np.concatenate([backend.encode(texts[i:i + batch_size])[0] for i in range(0, len(texts), batch_size)])
+    return vectors, len(texts) / max(time.perf_counter() - started, 1e-9)
+
+
+def choose_backend(
+    model_dir: Path, pinned: str = "auto", threads: int | None = None, n_probe: int = 32, rounds: int = 3,
+    batch_size: int = 32, min_cosine_fp32: float = 0.999, min_cosine_reduced: float = 0.98,
+) -> BackendChoice:
+    """The (backend, threads) ``decide`` picks from steady-state measurements on ``n_probe`` real texts.
+
+    Every candidate is loaded and warmed up (one untimed pass over the texts), then timed ``rounds``
+    times, the rounds interleaved across candidates; its best round is its speed. Parity is each
+    candidate's cosine to PyTorch fp32 on the same texts. A pinned backend is only measured across
+    thread counts (and trusted: no parity reference); a pinned backend with pinned threads is loaded
+    without measuring anything. All candidates are in memory together while they are measured.
     """
     names = available_backends(model_dir) if pinned == "auto" else [pinned]
     options = thread_options(threads)
     if len(names) == 1 and len(options) == 1:
-        return load_backend(model_dir, names[0], options[0]), []
+        return BackendChoice(load_backend(model_dir, names[0], options[0]), [],
+                             f"pinned {names[0]} with {options[0]} thread(s): nothing measured")
     texts = list(probe_texts(n_probe))
-    reference_vectors: np.ndarray | None = None
-    measurements: list[Measurement] = []
-    best: Backend | None = None
-    best_speed = 0.0
+    started = time.perf_counter()
+    loaded: list[tuple[Backend, float | None, np.ndarray]] = []  # (candidate, parity threshold, warm-up vectors)
+    failed: list[Measurement] = []
     for name in names:  # PyTorch fp32, the reference, comes first
         threshold = None if pinned != "auto" or name == REFERENCE_VARIANT else (
             min_cosine_fp32 if name.endswith("fp32") else min_cosine_reduced)
         torch_model = None
         for count in options:
-            started = time.perf_counter()
             try:
-                if name.startswith("torch") and torch_model is not None:
+                if torch_model is not None:
                     candidate = Backend(name, torch_model, count)  # same weights, another thread count
-                    set_torch_threads(count)
                 else:
                     candidate = load_backend(model_dir, name, count)
                     torch_model = candidate.model if name.startswith("torch") else None
-                vectors, speed = timed_encode(candidate.model, name, texts, batch_size=len(texts))
+                vectors, _ = _timed_round(candidate, texts, batch_size)  # the warm-up: kernels, caches, arenas
             except Exception as error:  # a backend that cannot run here is skipped, not fatal
                 logger.warning("backend %s (%d threads) unavailable: %s", name, count, error)
-                measurements.append(Measurement(name, count, None, None, threshold, False, str(error)))
+                failed.append(Measurement(name, count, None, None, threshold, False, str(error)))
                 continue
-            if name == REFERENCE_VARIANT and reference_vectors is None:
-                reference_vectors = vectors
-            min_cosine = (ParityStats.of(reference_vectors, vectors).min_cosine
-                          if reference_vectors is not None else None)
-            passed = threshold is None or (min_cosine is not None and min_cosine >= threshold)
-            measurements.append(Measurement(name, count, speed, min_cosine, threshold, passed))
-            logger.info("backend %s, %d threads: %.1f texts/s, min cosine %s (%s), measured in %.1fs", name, count,
-                        speed, min_cosine, "ok" if passed else "rejected", time.perf_counter() - started)
-            if passed and speed > best_speed:
-                best, best_speed = candidate, speed
-    if best is None:
-        raise BackendError(f"no backend could run {model_dir}: {[m.as_dict() for m in measurements]}")
-    if best.name.startswith("torch"):
-        set_torch_threads(best.threads)  # the measurements above left it at the last count tried
-    return best, measurements
+            loaded.append((candidate, threshold, vectors))
+    speeds: list[list[float]] = [[] for _ in loaded]
+    for _ in range(rounds):
+        for speed, (candidate, _, _) in zip(speeds, loaded, strict=True):
+            speed.append(_timed_round(candidate, texts, batch_size)[1])
+    reference = next((vectors for candidate, _, vectors in loaded if candidate.name == REFERENCE_VARIANT), None)
+    measurements = list(failed)
+    for speed, (candidate, threshold, vectors) in zip(speeds, loaded, strict=True):
+        min_cosine = ParityStats.of(reference, vectors).min_cosine if reference is not None else None
+        passed = threshold is None or (min_cosine is not None and min_cosine >= threshold)
+        measurements.append(Measurement(candidate.name, candidate.threads, max(speed), min_cosine, threshold, passed,
+                                         rounds_texts_per_s=tuple(speed)))
+    try:
+        chosen, reason = decide(measurements, pinned)
+    except BackendError as error:
+        raise BackendError(f"{model_dir}: {error}") from error
+    backend = next(c for c, _, _ in loaded if (c.name, c.threads) == (chosen.backend, chosen.threads))
+    if backend.name.startswith("torch"):
+        set_torch_threads(backend.threads)  # the measurements above left it at the last count timed
+    logger.info("backend %s with %d threads, measured in %.1fs: %s", backend.name, backend.threads,
+                time.perf_counter() - started, reason)
+    return BackendChoice(backend, measurements, reason)

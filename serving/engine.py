@@ -22,7 +22,7 @@ from arxiv_assets.ml.embedding import check_model_dir
 from arxiv_assets.ml.index import PaperIndex
 from arxiv_assets.ml.variants import model_fingerprint
 
-from .backends import Backend, Measurement, choose_backend
+from .backends import Backend, BackendChoice, Measurement, choose_backend
 from .batching import BatcherClosedError, DynamicBatcher
 from .metrics import ServiceMetrics
 from .resolution import ArtifactVersion, Resolution, Resolver
@@ -46,6 +46,7 @@ class Served:
     batcher: DynamicBatcher
     fingerprint: str
     measurements: list[Measurement]
+    backend_reason: str
     loaded_at: float
     index: PaperIndex | None = None
     index_version: ArtifactVersion | None = None
@@ -66,6 +67,7 @@ class Served:
             "threads": self.backend.threads,
             "dim": self.backend.dim,
             "max_seq_length": self.backend.max_seq_length,
+            "backend_reason": self.backend_reason,
             "backend_measurements": [m.as_dict() for m in self.measurements],
             "index": ({**self.index_version.describe(), "vectors": len(self.index), "kind": self.index.meta.get("kind")}
                       if self.index is not None and self.index_version else None),
@@ -77,8 +79,7 @@ class Served:
 class LoadedModel:
     version: ArtifactVersion
     directory: Path
-    backend: Backend
-    measurements: list[Measurement]
+    choice: BackendChoice
     fingerprint: str
 
 
@@ -204,18 +205,21 @@ class ModelManager:
     async def _build(self, resolution: Resolution, reuse: Served | None) -> Served:
         if reuse is None:
             loaded = await asyncio.to_thread(self._load_model, resolution.model)
+            backend = loaded.choice.backend
             batcher = DynamicBatcher(
-                loaded.backend.encode, max_batch_size=self.settings.max_batch_size,
+                backend.encode, max_batch_size=self.settings.max_batch_size,
                 max_batch_tokens=self.settings.max_batch_tokens, max_wait_s=self.settings.batch_wait_ms / 1000,
-                max_queue_texts=self.settings.max_queue_texts, max_seq_length=loaded.backend.max_seq_length,
+                max_queue_texts=self.settings.max_queue_texts, max_seq_length=backend.max_seq_length,
                 observe_batch=self.metrics.observe_batch,
             )
             batcher.start()
-            base = {"version": loaded.version, "backend": loaded.backend, "batcher": batcher,
-                    "fingerprint": loaded.fingerprint, "measurements": loaded.measurements, "loaded_at": time.time()}
+            base = {"version": loaded.version, "backend": backend, "batcher": batcher,
+                    "fingerprint": loaded.fingerprint, "measurements": loaded.choice.measurements,
+                    "backend_reason": loaded.choice.reason, "loaded_at": time.time()}
         else:
             base = {"version": reuse.version, "backend": reuse.backend, "batcher": reuse.batcher,
-                    "fingerprint": reuse.fingerprint, "measurements": reuse.measurements, "loaded_at": reuse.loaded_at}
+                    "fingerprint": reuse.fingerprint, "measurements": reuse.measurements,
+                    "backend_reason": reuse.backend_reason, "loaded_at": reuse.loaded_at}
         index, index_problem = await asyncio.to_thread(self._load_index, resolution.index, base["fingerprint"],
                                                        base["backend"].dim)
         return Served(**base, index=index, index_version=resolution.index if index else None,
@@ -230,13 +234,14 @@ class ModelManager:
         if released and released != fingerprint:  # the manifest and the files disagree: refuse both
             raise ValueError(f"{version.uri} holds model {fingerprint}, but release {version.release_id} names "
                              f"{released}")
-        backend, measurements = choose_backend(
+        choice = choose_backend(
             directory, self.settings.backend, self.settings.threads, self.settings.probe_texts,
-            self.settings.min_cosine_fp32, self.settings.min_cosine_reduced,
+            self.settings.backend_rounds, self.settings.max_batch_size, self.settings.min_cosine_fp32,
+            self.settings.min_cosine_reduced,
         )
-        logger.info("loaded %s (%s) with backend %s in %.1fs", version.uri, version.asset, backend.name,
+        logger.info("loaded %s (%s) with backend %s in %.1fs", version.uri, version.asset, choice.backend.name,
                     time.perf_counter() - started)
-        return LoadedModel(version, directory, backend, measurements, fingerprint)
+        return LoadedModel(version, directory, choice, fingerprint)
 
     def _load_index(self, version: ArtifactVersion | None, fingerprint: str, dim: int) -> tuple[PaperIndex | None,
                                                                                                str | None]:

@@ -104,6 +104,7 @@ class ReadyResponse(BaseModel):
     threads: int
     dim: int
     max_seq_length: int
+    backend_reason: str
     backend_measurements: list[dict[str, Any]]
     index: dict[str, Any] | None
     index_problem: str | None

@@ -28,13 +28,18 @@ class Settings(BaseSettings):
                                             "finishes (otherwise /health is up at once and /ready says loading).")
 
     # -- how it runs ---------------------------------------------------------------------------
-    backend: BackendName = Field(default="auto", description="auto: the fastest backend whose embeddings match "
-                                 "PyTorch fp32 on the probe texts, measured at load; or pin one.")
+    backend: BackendName = Field(default="auto", description="auto: measured at load on the probe texts; the clearly "
+                                 "fastest (> 10%) backend whose embeddings match PyTorch fp32, else the more "
+                                 "precise of those within 10% (serving.backends.decide); or pin one.")
     threads: int | None = Field(default=None, ge=1, description="Intra-op threads for inference; unset: 1 and "
                                 "all cores are both measured at load and the faster is kept.")
     # 8 texts picked torch-fp32 in one start and onnx-int8 in the next on the same quiet machine
     # (benchmarks/RESULTS.md, 2026-11-25): one 8-text batch is too noisy to rank backends by.
     probe_texts: int = Field(default=32, ge=1, description="Real arXiv texts used to measure backends at load.")
+    # One timed batch per candidate picked onnx-int8 in one start and torch-bf16 in the next, minutes apart
+    # (issue 13); after a warm-up, the best of 3 interleaved rounds is steady (benchmarks/backend_choice.py).
+    backend_rounds: int = Field(default=3, ge=1, description="Timed rounds per (backend, threads) at load, after "
+                                "a warm-up; the best round counts.")
     min_cosine_fp32: float = 0.999
     min_cosine_reduced: float = 0.98
     served_model_name: str = Field(default="arxiv-embeddings", description="The `model` of the OpenAI API.")
