@@ -263,8 +263,8 @@ def main() -> None:
     def ratio(backend: str, reference: str) -> float:  # nan where either was not benchmarked (e.g. torch-bf16)
         return rate.get(f"ours {backend}", float("nan")) / rate.get(reference, float("nan"))
 
-    measured = ", ".join(f"{m['backend']} x{m['threads']} {m['texts_per_s']:.1f} texts/s "
-                         f"(min cos {m['min_cosine']:.4f})" for m in auto["backend_measurements"])
+    measured = ", ".join(f"{m['backend']} x{m['threads']} {m['texts_per_s'] or 0:.1f} texts/s "
+                         f"(min cos {m['min_cosine'] or 0:.4f})" for m in auto["backend_measurements"])
     report = f"""## Serving: texts/s and latency behind the service vs infinity-emb ({date.today()})
 
 {machine}; load average when it started: {started_load}. Model: `{args.model_dir}`

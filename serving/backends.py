@@ -114,6 +114,7 @@ CLEAR_ADVANTAGE = 0.10  # a candidate wins on speed alone only when it is more t
 # first (fp32, then fp16's 10-bit and bf16's 7-bit mantissas, then int8), and of two fp32 backends the
 # reference itself; then fewer threads (steadier on cores shared with other processes).
 PREFERENCE: tuple[str, ...] = ("torch-fp32", "onnx-fp32", "torch-fp16", "torch-bf16", "onnx-int8")
+OUT_OF_REACH = 2.0  # a candidate at under half the leader's best round is not timed again
 
 
 @dataclass(frozen=True)
@@ -211,11 +212,14 @@ def choose_backend(
 ) -> BackendChoice:
     """The (backend, threads) ``decide`` picks from steady-state measurements on ``n_probe`` real texts.
 
-    Every candidate is loaded and warmed up (one untimed pass over the texts), then timed ``rounds``
-    times, the rounds interleaved across candidates; its best round is its speed. Parity is each
-    candidate's cosine to PyTorch fp32 on the same texts. A pinned backend is only measured across
-    thread counts (and trusted: no parity reference); a pinned backend with pinned threads is loaded
-    without measuring anything. All candidates are in memory together while they are measured.
+    Every candidate is loaded and warmed up (one untimed pass over the texts); parity is its cosine to
+    PyTorch fp32 on those texts, and one that fails it is not timed. The others are timed ``rounds``
+    times, the rounds interleaved across candidates; a candidate's speed is its best round. One whose
+    best round is under 1/``OUT_OF_REACH`` of the leader's is timed no more (it cannot come within
+    ``CLEAR_ADVANTAGE``), which keeps startup short where one backend is far ahead. A pinned backend
+    is only measured across thread counts (and trusted: no parity reference); a pinned backend with
+    pinned threads is loaded without measuring anything. All candidates are in memory together while
+    they are measured.
     """
     names = available_backends(model_dir) if pinned == "auto" else [pinned]
     options = thread_options(threads)
@@ -243,17 +247,22 @@ def choose_backend(
                 failed.append(Measurement(name, count, None, None, threshold, False, str(error)))
                 continue
             loaded.append((candidate, threshold, vectors))
-    speeds: list[list[float]] = [[] for _ in loaded]
-    for _ in range(rounds):
-        for speed, (candidate, _, _) in zip(speeds, loaded, strict=True):
-            speed.append(_timed_round(candidate, texts, batch_size)[1])
     reference = next((vectors for candidate, _, vectors in loaded if candidate.name == REFERENCE_VARIANT), None)
-    measurements = list(failed)
-    for speed, (candidate, threshold, vectors) in zip(speeds, loaded, strict=True):
+    parity: list[tuple[float | None, bool]] = []  # (min cosine to the reference, passed) per loaded candidate
+    for _, threshold, vectors in loaded:
         min_cosine = ParityStats.of(reference, vectors).min_cosine if reference is not None else None
-        passed = threshold is None or (min_cosine is not None and min_cosine >= threshold)
-        measurements.append(Measurement(candidate.name, candidate.threads, max(speed), min_cosine, threshold, passed,
-                                         rounds_texts_per_s=tuple(speed)))
+        parity.append((min_cosine, threshold is None or (min_cosine is not None and min_cosine >= threshold)))
+    speeds: list[list[float]] = [[] for _ in loaded]
+    timed = [i for i, (_, passed) in enumerate(parity) if passed]  # a rejected candidate is not timed
+    for _ in range(rounds):
+        for i in timed:
+            speeds[i].append(_timed_round(loaded[i][0], texts, batch_size)[1])
+        leader = max((max(speeds[i]) for i in timed), default=0.0)
+        timed = [i for i in timed if max(speeds[i]) * OUT_OF_REACH >= leader]
+    measurements = list(failed)
+    for (candidate, threshold, _), (min_cosine, passed), speed in zip(loaded, parity, speeds, strict=True):
+        measurements.append(Measurement(candidate.name, candidate.threads, max(speed, default=None), min_cosine,
+                                        threshold, passed, rounds_texts_per_s=tuple(speed)))
     try:
         chosen, reason = decide(measurements, pinned)
     except BackendError as error:

@@ -99,12 +99,15 @@ def test_the_measured_choice_passed_parity_and_is_the_rules_answer(onnx_dir: Pat
     choice = choose_backend(onnx_dir, n_probe=8, rounds=2, batch_size=4)
     measurements = {label(m): m for m in choice.measurements}
     assert {name for name, _ in measurements} == set(available_backends(onnx_dir))
-    for m in measurements.values():  # a warm-up, then every round timed: the best one counts
-        assert m.error is None and len(m.rounds_texts_per_s) == 2
-        assert m.texts_per_s == max(m.rounds_texts_per_s) > 0
+    for m in measurements.values():  # a warm-up, then timed rounds (fewer once out of reach): the best one counts
+        assert m.error is None
+        if m.passed:
+            assert 1 <= len(m.rounds_texts_per_s) <= 2 and m.texts_per_s == max(m.rounds_texts_per_s) > 0
+        else:
+            assert m.texts_per_s is None and m.rounds_texts_per_s == ()
     assert measurements[("onnx-fp32", 1)].min_cosine > 0.999 and measurements[("onnx-int8", 1)].min_cosine > 0.98
     chosen = measurements[(choice.backend.name, choice.backend.threads)]
-    assert chosen.passed
+    assert chosen.passed and len(chosen.rounds_texts_per_s) == 2  # the winner ran every round
     assert (label(chosen), choice.reason) == (label(decide(choice.measurements)[0]), decide(choice.measurements)[1])
 
 
