@@ -1,13 +1,18 @@
 """FAISS nearest-neighbour indexes over paper embeddings, saved with the papers they point to.
 
-Vectors are L2-normalized, so inner product is cosine. ``flat`` (IndexFlatIP) is exact and the
-default: at tens of thousands of papers a brute-force search takes milliseconds. ``hnsw``
-(IndexHNSWFlat) is the approximate option for larger corpora; its recall@10 against the exact
-search is measured (``recall_at_k``), never assumed. A saved index is a directory::
+Vectors are L2-normalized, so inner product is cosine. ``flat`` (IndexFlatIP) is exact: at tens of
+thousands of papers a brute-force search takes milliseconds. ``hnsw`` (IndexHNSWFlat) is approximate
+and keeps every vector in full. ``ivfpq`` is the index for all of arXiv: an inverted file of
+``nlist`` k-means cells whose vectors are stored as ``pq_m``-byte product-quantization codes, trained
+on a sample; a query scans its ``nprobe`` nearest cells and the best ``refine_k_factor * k``
+candidates are re-ranked with 8-bit scalar-quantized copies of the vectors (``refine="sq8"``, 384
+bytes a vector at 384 dimensions) or the float vectors themselves (``"flat"``). ``choose_kind`` picks
+flat below a size and IVF-PQ above it. An approximate index's recall@10 against the exact search is
+measured (``recall_at_k``), never assumed. A saved index is a directory::
 
     index.faiss      the FAISS index, row i = paper i
     papers.parquet   id, title, subject per row (the sidecar that turns rows into papers)
-    index.json       kind, dim, count, HNSW parameters, the fingerprint of the model that embedded it
+    index.json       kind, dim, count, HNSW / IVF-PQ parameters, the fingerprint of the model that embedded it
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-IndexKind = Literal["flat", "hnsw"]
+IndexKind = Literal["flat", "hnsw", "ivfpq"]
+RefineKind = Literal["none", "sq8", "flat"]
 INDEX_FILE = "index.faiss"
 PAPERS_FILE = "papers.parquet"
 META_FILE = "index.json"
@@ -39,6 +45,31 @@ class HnswOptions:
     ef_search: int = 128  # candidates per query: more is better recall, slower search
 
 
+@dataclass(frozen=True)
+class IvfPqOptions:
+    nlist: int | None = None  # k-means cells; None: ivf_nlist(vectors, training vectors)
+    pq_m: int = 48  # bytes per PQ code (one 8-bit code per sub-vector); must divide the dimension
+    nprobe: int = 64  # cells scanned per query: more is better recall, slower search
+    refine: RefineKind = "sq8"  # re-rank the PQ candidates with SQ8 copies ("flat": the float vectors)
+    refine_k_factor: int = 4  # candidates re-ranked per query: refine_k_factor * k
+    train_size: int = 256_000  # training sample: 39 per cell of the ~6,600 cells (4·sqrt(n)) all of arXiv gets
+
+
+# Product quantization trains 2**8 centroids per sub-vector: fewer training vectors than that cannot train it.
+MIN_PQ_TRAINING_VECTORS = 256
+
+
+def ivf_nlist(n_vectors: int, n_train: int) -> int:
+    """About 4·sqrt(n) cells (the low end of the FAISS wiki's 4·sqrt(n) to 16·sqrt(n): ~250 vectors a cell at
+    1M, ~400 at 2.7M), at most one per 39 training vectors (what k-means needs to place a centroid well)."""
+    return max(1, min(round(4 * np.sqrt(n_vectors)), n_train // 39))
+
+
+def choose_kind(n_vectors: int, ivfpq_from: int) -> IndexKind:
+    """Exact flat search below ``ivfpq_from`` vectors (milliseconds a query, no recall to lose), IVF-PQ from there."""
+    return "flat" if n_vectors < ivfpq_from else "ivfpq"
+
+
 def _as_float32(vectors: np.ndarray) -> np.ndarray:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] == 0:
@@ -46,8 +77,13 @@ def _as_float32(vectors: np.ndarray) -> np.ndarray:
     return vectors
 
 
-def build_index(vectors: np.ndarray, kind: IndexKind = "flat", hnsw: HnswOptions | None = None):
-    """A FAISS inner-product index holding ``vectors`` (row i gets id i)."""
+def build_index(vectors: np.ndarray, kind: IndexKind = "flat", hnsw: HnswOptions | None = None,
+                ivfpq: IvfPqOptions | None = None, train_rows: np.ndarray | None = None):
+    """A FAISS inner-product index holding ``vectors`` (row i gets id i).
+
+    ``ivfpq`` trains on the vectors of ``train_rows`` (default: a random sample of ``train_size`` rows);
+    leave the rows that measure its recall out of them.
+    """
     import faiss
 
     vectors = _as_float32(vectors)
@@ -59,10 +95,43 @@ def build_index(vectors: np.ndarray, kind: IndexKind = "flat", hnsw: HnswOptions
         index = faiss.IndexHNSWFlat(dim, options.m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = options.ef_construction
         index.hnsw.efSearch = options.ef_search
+    elif kind == "ivfpq":
+        options = ivfpq or IvfPqOptions()
+        if train_rows is None:
+            train_rows = np.random.default_rng(0).permutation(len(vectors))[:options.train_size]
+        index = train_ivfpq(vectors[train_rows[:options.train_size]], len(vectors), options)
     else:
-        raise ValueError(f"unknown index kind {kind!r}; choose 'flat' or 'hnsw'")
+        raise ValueError(f"unknown index kind {kind!r}; choose 'flat', 'hnsw' or 'ivfpq'")
     index.add(vectors)
     return index
+
+
+def train_ivfpq(sample: np.ndarray, n_vectors: int, options: IvfPqOptions | None = None):
+    """An empty IVF-PQ index for ``n_vectors`` vectors (which sets nlist), its quantizers trained on ``sample``."""
+    import faiss
+
+    options = options or IvfPqOptions()
+    sample = _as_float32(sample)
+    if len(sample) < MIN_PQ_TRAINING_VECTORS:
+        raise ValueError(f"an ivfpq index needs at least {MIN_PQ_TRAINING_VECTORS} training vectors, got "
+                         f"{len(sample)}; use kind 'flat' for so few papers")
+    nlist = options.nlist or ivf_nlist(n_vectors, len(sample))
+    refine = {"none": "", "sq8": ",Refine(SQ8)", "flat": ",RFlat"}[options.refine]
+    # "np": no polysemous training (a code reordering only Hamming-distance filtering uses), 25x the training time
+    factory = f"IVF{nlist},PQ{options.pq_m}x8np{refine}"
+    index = faiss.index_factory(sample.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    index.train(sample)
+    set_ivfpq_search(index, options)
+    return index
+
+
+def set_ivfpq_search(index, options: IvfPqOptions) -> None:
+    """Apply the search-time options (cells scanned, candidates re-ranked) to a built or loaded IVF-PQ index."""
+    import faiss
+
+    faiss.extract_index_ivf(index).nprobe = options.nprobe
+    if options.refine != "none":
+        faiss.downcast_index(index).k_factor = float(options.refine_k_factor)
 
 
 def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +145,8 @@ def recall_at_k(index, vectors: np.ndarray, query_rows: np.ndarray, k: int = 10)
     """Mean share of the exact top-``k`` neighbours that ``index`` finds, for queries taken from the corpus.
 
     Each query is an indexed vector; it is its own nearest neighbour in both lists, so it is left
-    out of both and the next ``k`` are compared.
+    out of both and the next ``k`` are compared. For a trained index (IVF-PQ) take the queries from
+    rows its quantizers were not trained on (``held_out_rows``).
     """
     import faiss
 
@@ -86,12 +156,25 @@ def recall_at_k(index, vectors: np.ndarray, query_rows: np.ndarray, k: int = 10)
     queries = vectors[query_rows]
     _, truth = exact.search(queries, k + 1)
     _, found = index.search(queries, k + 1)
+    return neighbour_recall(query_rows, truth, found, k)
+
+
+def neighbour_recall(query_rows: np.ndarray, truth: np.ndarray, found: np.ndarray, k: int = 10) -> float:
+    """Mean share of each query row's exact top-``k`` (``truth``, searched for k + 1) in ``found``, the
+    query's own row left out of both (see ``recall_at_k``)."""
     hits = []
     for row, true_rows, found_rows in zip(query_rows, truth, found, strict=True):
         expected = [r for r in true_rows if r != row][:k]
-        got = {r for r in found_rows if r != row and r >= 0}
+        got = set([r for r in found_rows if r != row and r >= 0][:k])
         hits.append(len(got.intersection(expected)) / len(expected))
     return float(np.mean(hits))
+
+
+def held_out_rows(n_vectors: int, queries: int, train_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(query rows, training rows): disjoint random rows, so recall is measured on queries the quantizers never saw."""
+    order = np.random.default_rng(seed).permutation(n_vectors)
+    n_queries = min(queries, n_vectors)
+    return np.sort(order[:n_queries]), order[n_queries:n_queries + train_size]
 
 
 @dataclass
@@ -155,15 +238,24 @@ class PaperIndex:
         meta = json.loads((directory / META_FILE).read_text())
         if meta.get("kind") == "hnsw" and "hnsw" in meta:
             index.hnsw.efSearch = int(meta["hnsw"]["ef_search"])
+        if meta.get("kind") == "ivfpq" and "ivfpq" in meta:
+            set_ivfpq_search(index, IvfPqOptions(**meta["ivfpq"]))
         return cls(index=index, papers=pd.read_parquet(directory / PAPERS_FILE), meta=meta)
 
 
 def paper_index(vectors: np.ndarray, papers: pd.DataFrame, kind: IndexKind = "flat",
-                hnsw: HnswOptions | None = None, **meta: Any) -> PaperIndex:
-    """Index ``vectors`` (row i embeds ``papers`` row i, which has id, title and primary_subject)."""
+                hnsw: HnswOptions | None = None, ivfpq: IvfPqOptions | None = None,
+                train_rows: np.ndarray | None = None, **meta: Any) -> PaperIndex:
+    """Index ``vectors`` (row i embeds ``papers`` row i, which has id, title and primary_subject); ``ivfpq``
+    trains on ``train_rows`` (see ``build_index``)."""
+    import faiss
+
     sidecar = pd.DataFrame({"id": papers["id"].astype(str).to_numpy(), "title": papers["title"].astype(str).to_numpy(),
                             "subject": papers["primary_subject"].astype(str).to_numpy()})
     info: dict[str, Any] = {"kind": kind, **meta}
+    index = build_index(vectors, kind, hnsw, ivfpq, train_rows)
     if kind == "hnsw":
         info["hnsw"] = asdict(hnsw or HnswOptions())
-    return PaperIndex(index=build_index(vectors, kind, hnsw), papers=sidecar, meta=info)
+    if kind == "ivfpq":  # nlist as built, so the saved options rebuild the same index
+        info["ivfpq"] = {**asdict(ivfpq or IvfPqOptions()), "nlist": int(faiss.extract_index_ivf(index).nlist)}
+    return PaperIndex(index=index, papers=sidecar, meta=info)
