@@ -268,3 +268,10 @@ def test_an_incomplete_export_is_refused_naming_the_missing_file(exported, tmp_p
         OnnxExport.read(broken)
     with pytest.raises(ExportError, match=r"onnx_export\.json is missing"):
         OnnxExport.read(tmp_path)  # a plain directory, no export in it
+
+
+def test_the_default_auto_kind_indexes_a_small_corpus_exactly_and_says_so(exported, pipeline: Pipeline):
+    meta = materialization_metadata(exported, "faiss_index")
+    assert meta["requested_kind"] == "auto" and meta["kind"] == "flat" and meta["recall_at_10"] == 1.0
+    index = PaperIndex.load(Path(meta["uri"]) / "payload")
+    assert index.meta["kind"] == "flat" and index.meta["model_fingerprint"] == model_fingerprint(pipeline.model_dir)
