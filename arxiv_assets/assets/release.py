@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from arxiv_assets.ml.export import model_fingerprint
+from arxiv_assets.ml.variants import model_fingerprint
 from arxiv_assets.resources.releases import Releases
 from arxiv_assets.storage.artifacts import ArtifactRef, pin_version
 from arxiv_assets.storage.releases import Release, ReleaseError, assemble_release, read_promotion
