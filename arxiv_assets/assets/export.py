@@ -124,7 +124,8 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promo
 class FaissIndexConfig(dg.Config):
     # flat: exact IndexFlatIP; hnsw, ivfpq: approximate, recall checked; auto: flat below ivfpq_from papers, else ivfpq
     kind: Literal["auto", "flat", "hnsw", "ivfpq"] = "auto"
-    ivfpq_from: int = 200_000  # exact flat search of 200k vectors: ~300 MB, tens of ms a query on 2 cores
+    # exact flat search scans every vector: 590 ms a query at 1M on 2 busy cores (benchmarks/RESULTS.md), ~60 at 100k
+    ivfpq_from: int = 100_000
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 128

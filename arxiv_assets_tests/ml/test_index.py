@@ -58,8 +58,8 @@ def test_ivfpq_reaches_the_recall_bar_on_held_out_queries_and_misses_it_when_cri
 
 
 def test_auto_is_exact_flat_below_the_threshold_and_ivfpq_from_it():
-    assert choose_kind(199_999, ivfpq_from=200_000) == "flat"
-    assert choose_kind(200_000, ivfpq_from=200_000) == "ivfpq"
+    assert choose_kind(99_999, ivfpq_from=100_000) == "flat"
+    assert choose_kind(100_000, ivfpq_from=100_000) == "ivfpq"
 
 
 def test_nlist_is_four_square_roots_of_the_corpus_unless_the_sample_is_too_small_to_train_them():
