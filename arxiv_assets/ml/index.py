@@ -134,7 +134,7 @@ def set_ivfpq_search(index, options: IvfPqOptions) -> None:
         faiss.downcast_index(index).k_factor = float(options.refine_k_factor)
 
 
-def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def nearest_rows(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(scores, rows), best first; rows are -1 where the index has fewer than ``k`` entries."""
     k = max(1, min(k, index.ntotal))
     scores, rows = index.search(_as_float32(queries), k)
@@ -202,7 +202,7 @@ class PaperIndex:
 
     def search(self, query_vectors: np.ndarray, k: int) -> list[list[dict[str, Any]]]:
         """For each query, up to ``k`` papers ``{id, title, subject, score}``, best first."""
-        scores, rows = search(self.index, query_vectors, k)
+        scores, rows = nearest_rows(self.index, query_vectors, k)
         results = []
         for query_scores, query_rows in zip(scores, rows, strict=True):
             hits = []
