@@ -114,7 +114,7 @@ class Release:
 
     @staticmethod
     def new_id() -> str:
-        return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+        return f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Release:
@@ -186,11 +186,12 @@ class ReleaseStore:
         return self.get(release_id) if release_id else None
 
     def history(self) -> list[Release]:
-        """Every release, oldest first (ids start with their creation time)."""
+        """Every release, oldest first."""
         if not self.fs.exists(self.root):
             return []
-        names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False))
-        return [self.get(n) for n in names if self.fs.exists(f"{self.root}/{n}/{MANIFEST}")]
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)]
+        releases = [self.get(n) for n in names if self.fs.exists(f"{self.root}/{n}/{MANIFEST}")]
+        return sorted(releases, key=lambda r: (r.created_at, r.release_id))
 
     # -- writing ---------------------------------------------------------------------------------
     def publish(self, release: Release) -> Release:
