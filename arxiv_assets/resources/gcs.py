@@ -17,11 +17,16 @@ def gcs_uri(bucket: str, prefix: str, *parts: str) -> str:
     return "gs://" + "/".join(p.strip("/") for p in (bucket, prefix, *parts) if p.strip("/"))
 
 
+# The artifacts and the releases live under one bucket and prefix, configured the same way.
+BUCKET = Field(description="GCS bucket holding every artifact (no gs:// scheme)")
+PREFIX = Field(default="", description="Folder inside the bucket, e.g. arxiv-embeddings")
+
+
 class GCSArtifactIOManager(ArtifactIOManager):
     """``ArtifactIOManager`` rooted at ``gs://<bucket>/<prefix>``."""
 
-    bucket: str = Field(description="GCS bucket holding every artifact (no gs:// scheme)")
-    prefix: str = Field(default="", description="Folder inside the bucket, e.g. arxiv-embeddings")
+    bucket: str = BUCKET
+    prefix: str = PREFIX
     base_uri: str = Field(default="", description="Unused here: the root is gs://<bucket>/<prefix>")
 
     @property
@@ -35,8 +40,8 @@ class GCSArtifactIOManager(ArtifactIOManager):
 class GCSReleases(Releases):
     """``Releases`` at ``gs://<bucket>/<prefix>/releases``, beside the artifacts."""
 
-    bucket: str = Field(description="GCS bucket holding every artifact (no gs:// scheme)")
-    prefix: str = Field(default="", description="Folder inside the bucket, e.g. arxiv-embeddings")
+    bucket: str = BUCKET
+    prefix: str = PREFIX
     base_uri: str = Field(default="", description="Unused here: the root is gs://<bucket>/<prefix>/releases")
 
     @property
