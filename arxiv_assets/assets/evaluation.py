@@ -38,7 +38,7 @@ from arxiv_assets.resources.releases import Releases
 from arxiv_assets.storage.artifacts import local_payload_of
 
 from .config import settings_config
-from .reporting import markdown_table
+from .reporting import REPORT_FILE, markdown_table
 
 BEATS_SERVED = "fine_tuned_beats_served_model_p10"
 
@@ -165,7 +165,7 @@ def _ir_report(results: dict[str, ModelEvaluation], headlines: dict[str, dict[st
     per_subject = pd.concat(
         {name: r.slices["test"].subject_retrieval.per_group["P@10"] for name, r in results.items()}
         | {"tfidf": pd.DataFrame(tfidf["per_subject"]).T["P@10"]}, axis=1)
-    (out / "metrics.json").write_text(json.dumps({"headline": headlines, **verdict, "test_papers": len(test),
+    (out / REPORT_FILE).write_text(json.dumps({"headline": headlines, **verdict, "test_papers": len(test),
                                                   "per_subject_P@10": json.loads(per_subject.to_json(orient="index"))},
                                                  indent=2))
     plot = projection_plot({n: r.test_vectors for n, r in results.items()}, test["primary_subject"].tolist(),
@@ -187,7 +187,7 @@ def _classifier_report(results: dict[str, ModelEvaluation], headlines: dict[str,
     out = _report_dir()
     per_class = pd.concat({name: r.slices["test"].classification.per_class[["precision", "recall", "f1-score"]]
                            for name, r in results.items()}, axis=1)
-    (out / "metrics.json").write_text(json.dumps(
+    (out / REPORT_FILE).write_text(json.dumps(
         {"headline": headlines, **verdict, "tfidf_lr_all_train": tfidf["classification_all_train"],
          "per_class": json.loads(per_class.to_json(orient="index"))}, indent=2))
     plot = confusion_plot({n: r.slices["test"].classification.confusion for n, r in results.items()},

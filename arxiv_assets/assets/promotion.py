@@ -14,7 +14,6 @@ The decision travels with the model as ``promotion.json`` (next to the weights; 
 covers only the weights), which ``release`` reads.
 """
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,7 +27,7 @@ from arxiv_assets.profiles import ACTIVE
 from arxiv_assets.storage.artifacts import local_payload_of
 from arxiv_assets.storage.releases import CHECKS, Promotion, write_promotion
 
-from .reporting import markdown_table
+from .reporting import markdown_table, read_reports
 
 
 class PromotionConfig(dg.Config):
@@ -52,8 +51,7 @@ def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, m
                    classifier_metrics: Path) -> dg.Output[Path]:
     """The fine-tuned model if it passed every quality gate (and beat the served one), else the served model
     if it still passes them, else the untrained base model: a normal Sentence Transformers directory."""
-    reports = {name: json.loads((path / "metrics.json").read_text())
-               for name, path in (("ir_metrics", ir_metrics), ("classifier_metrics", classifier_metrics))}
+    reports = read_reports(ir_metrics, classifier_metrics)
     fingerprint = model_fingerprint(model)
     promoted, failed = promotion_decision(fingerprint, reports)
     out_dir = Path(tempfile.mkdtemp(prefix="promoted-model-")) / "model"  # stored, then deleted by the IO manager

@@ -6,7 +6,6 @@ model they judged, and the ``checks.json`` of the ONNX export and the index. Any
 step with the reason and leaves ``CURRENT`` where it was; the service never reads the Dagster instance.
 """
 
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +16,7 @@ from arxiv_assets.resources.releases import Releases
 from arxiv_assets.storage.artifacts import ArtifactRef, pin_version
 from arxiv_assets.storage.releases import Release, ReleaseError, assemble_release, read_promotion
 
-from .reporting import markdown_table
+from .reporting import markdown_table, read_reports
 
 # The figures shown beside the champion's on the release page.
 RELEASE_FIGURES = ("test/P@10", "unseen/P@10", "new/P@10", "test/known-item MRR@10", "test/LR accuracy",
@@ -39,8 +38,7 @@ def release(context: dg.AssetExecutionContext, releases: Releases, promoted_mode
     to it (unless it already serves them). The champion it replaced stays listed for rollback."""
     store = releases.store()
     promotion = read_promotion(promoted_model)
-    reports = {name: json.loads((path / "metrics.json").read_text())
-               for name, path in (("ir_metrics", ir_metrics), ("classifier_metrics", classifier_metrics))}
+    reports = read_reports(ir_metrics, classifier_metrics)
     current = store.current()
     try:
         made = assemble_release(promotion, model_fingerprint(promoted_model), reports, onnx_model, faiss_index,

@@ -1,10 +1,20 @@
 """Turning plain results into Dagster metadata, one way for every asset."""
 
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+
+REPORT_FILE = "metrics.json"  # the evaluation's verdict inside each report artifact
+
+
+def read_reports(ir_metrics: Path, classifier_metrics: Path) -> dict[str, dict]:
+    """Both evaluation reports' verdicts, by asset name (what promotion and release decide from)."""
+    return {name: json.loads((path / REPORT_FILE).read_text())
+            for name, path in (("ir_metrics", ir_metrics), ("classifier_metrics", classifier_metrics))}
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f", max_rows: int = 60) -> dg.MetadataValue:

@@ -50,6 +50,29 @@ class ArtifactNotFoundError(FileNotFoundError):
     """No complete version of an artifact exists at the given location."""
 
 
+def open_root(base_uri: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str, str]:
+    """(filesystem, root path, protocol) of a local path or ``gs://`` URI, as every store here opens it."""
+    options = dict(storage_options or {})
+    if "://" in base_uri and not base_uri.startswith("file://"):
+        # gcsfs caches listings forever by default (and fsspec shares one instance per process), so
+        # versions written by another pod would stay invisible; list the bucket afresh every time.
+        options.setdefault("use_listings_cache", False)
+    fs, root = fsspec.core.url_to_fs(base_uri, **options)
+    return fs, root.rstrip("/"), base_uri.split("://", 1)[0] if "://" in base_uri else "file"
+
+
+def write_atomic(fs: Any, protocol: str, path: str, data: bytes) -> None:
+    """Readers see the old object or the new one, never part of one."""
+    if protocol == "file":  # write aside, then rename
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    else:  # one object upload is atomic on GCS
+        fs.pipe_file(path, data)
+
+
 @dataclass(frozen=True)
 class ArtifactRef:
     """One stored version: its URI (what manifests and releases record) and its payload on this machine."""
@@ -63,14 +86,7 @@ class ArtifactStore:
 
     def __init__(self, base_uri: str, storage_options: dict[str, Any] | None = None, keep_versions: int = 3,
                  cache_dir: str | None = None) -> None:
-        options = dict(storage_options or {})
-        if "://" in base_uri and not base_uri.startswith("file://"):
-            # gcsfs caches listings forever by default (and fsspec shares one instance per process), so
-            # versions written by another pod would stay invisible; list the bucket afresh every time.
-            options.setdefault("use_listings_cache", False)
-        self.fs, root = fsspec.core.url_to_fs(base_uri, **options)
-        self.root = root.rstrip("/")
-        self.protocol = base_uri.split("://", 1)[0] if "://" in base_uri else "file"
+        self.fs, self.root, self.protocol = open_root(base_uri, storage_options)
         self.keep_versions = keep_versions
         self.cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "arxiv-embeddings-cache")
 
@@ -105,14 +121,7 @@ class ArtifactStore:
             self.fs.put(str(local), remote, recursive=local.is_dir())
 
     def _write_atomic(self, path: str, data: bytes) -> None:
-        if self.protocol == "file":
-            target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(target)
-        else:  # one object upload is atomic on GCS: readers see the old object or the new one
-            self.fs.pipe_file(path, data)
+        write_atomic(self.fs, self.protocol, path, data)
 
     def _prune(self, key: str, keep: str) -> None:
         versions = self.versions(key)

@@ -38,9 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import fsspec
-
-from arxiv_assets.storage.artifacts import ArtifactRef, default_artifacts_uri
+from arxiv_assets.storage.artifacts import ArtifactRef, default_artifacts_uri, open_root, write_atomic
 
 CURRENT = "CURRENT"
 MANIFEST = "release.json"
@@ -162,13 +160,7 @@ def assemble_release(promotion: Promotion, model_fingerprint: str, reports: dict
 class ReleaseStore:
     def __init__(self, base_uri: str | None = None, storage_options: dict[str, Any] | None = None) -> None:
         self.base_uri = (base_uri or default_releases_uri()).rstrip("/")
-        options = dict(storage_options or {})
-        if "://" in self.base_uri and not self.base_uri.startswith("file://"):
-            options.setdefault("use_listings_cache", False)  # see ArtifactStore: see other pods' writes
-        self.fs, root = fsspec.core.url_to_fs(self.base_uri, **options)
-        self.root = root.rstrip("/")
-        self.local = self.base_uri.split("://", 1)[0] in (self.base_uri, "file")
-        self.storage_options = storage_options
+        self.fs, self.root, self.protocol = open_root(self.base_uri, storage_options)
 
     # -- reading ---------------------------------------------------------------------------------
     def current_id(self) -> str | None:
@@ -200,18 +192,14 @@ class ReleaseStore:
         manifest = f"{self.root}/{release.release_id}/{MANIFEST}"
         if self.fs.exists(manifest):
             raise ReleaseError(f"release {release.release_id} already exists: manifests are immutable")
-        data = json.dumps(asdict(release), indent=2, default=float).encode()
-        if self.local:
-            _write_local_atomic(Path(manifest), data)
-        else:
-            self.fs.pipe_file(manifest, data)
+        write_atomic(self.fs, self.protocol, manifest, json.dumps(asdict(release), indent=2, default=float).encode())
         self.move(release.release_id, expected=release.replaces)
         return release
 
     def move(self, release_id: str, expected: str | None) -> None:
         """Point ``CURRENT`` at ``release_id`` if it still names ``expected`` (None: no release yet)."""
         self.get(release_id)  # never point at a manifest that is not there
-        if self.local:
+        if self.protocol == "file":
             self._move_local(release_id, expected)
         else:
             self._move_gcs(release_id, expected)
@@ -223,7 +211,7 @@ class ReleaseStore:
             if found != expected:
                 raise PointerMovedError(f"{CURRENT} names {found}, not {expected}: another release moved it; "
                                         f"re-run to compare against the new champion")
-            _write_local_atomic(pointer, f"{release_id}\n".encode())
+            write_atomic(self.fs, self.protocol, str(pointer), f"{release_id}\n".encode())
 
     def _move_gcs(self, release_id: str, expected: str | None) -> None:
         from gcsfs.core import quote
@@ -262,13 +250,6 @@ class ReleaseStore:
             raise ReleaseError(f"release {current.release_id} is the first one: name a release with --to")
         self.move(target, expected=current.release_id)
         return self.get(target)
-
-
-def _write_local_atomic(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(target)
 
 
 @contextlib.contextmanager
