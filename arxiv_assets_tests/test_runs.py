@@ -53,6 +53,10 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # dagster.yaml puts storage under $DAGSTER_HOME
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")  # the local instance, as make run uses it
     (tmp_path / "slow_project.py").write_text(SLOW_PROJECT)
+    # Create the SQLite storages once, as a first `dagster dev` or run would: two runs starting together on a
+    # fresh home both stamp the schedule database's alembic version and one sees two heads (a Dagster race).
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
     return home
 
 
