@@ -23,6 +23,9 @@ Attributes of ``SmokeArtifacts``:
   ``raw_papers`` over every month of the bundled sample, then ``splits``, ``pairs``, ``tfidf_baseline``.
 * ``load(key)``: ``store.load_latest(key)``, e.g. ``load("raw_papers/2025-06-01")`` or ``load("pairs")``.
 
+``dagster_home`` (function scope) is a temporary DAGSTER_HOME holding the project's dagster.yaml (the
+local instance ``make run`` uses), set in the environment, its SQLite storages already created.
+
 Plain helpers (``from arxiv_assets_tests.conftest import ...``): ``smoke_run_config(*ops)`` is
 ``profiles.run_config("smoke")`` restricted to ``ops`` (Dagster refuses config for ops not in the run);
 ``partition_range_tags(start, end)`` makes one run cover a range of months; ``run_error_text(result)``
@@ -33,6 +36,8 @@ Treat it as read-only: re-materializing its assets adds versions other tests may
 
 from __future__ import annotations
 
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,9 @@ from arxiv_assets.resources.paper_source import PaperSource
 from arxiv_assets.resources.releases import Releases
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
 from arxiv_assets.storage.artifacts import ArtifactStore
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent  # the project venv's console scripts (dagster, uvicorn, ...)
 
 # Every month the bundled sample covers (partitions are monthly, keyed by their first day).
 SAMPLE_FIRST_MONTH = "2025-03-01"
@@ -91,6 +99,20 @@ class SmokeArtifacts:
 
     def load(self, key: str) -> object:
         return self.store.load_latest(key)
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # dagster.yaml puts every storage under $DAGSTER_HOME
+    # Create the SQLite storages once, as a first `dagster dev` or run would: two processes starting together
+    # on an empty home (webserver and daemon, two runs) both stamp schedules.db's alembic version and one then
+    # fails with "more than one head" (a Dagster race, seen on CI).
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
+    return home
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,13 @@
 """The code location loads the way `dagster dev` and the CLI load it, and the repository lints clean."""
 
 import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from .conftest import PROJECT_ROOT, VENV_BIN
+
 DATA_AND_BASELINE = {"raw_papers", "splits", "pairs", "tfidf_baseline"}
 
 
@@ -21,18 +18,13 @@ def defs() -> dg.Definitions:
     return defs
 
 
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")  # the instance config `make run` uses
-    return {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_DEPLOYMENT": "local",
-            "ARXIV_ARTIFACTS_URI": str(tmp_path / "artifacts")}
 
 
-def test_dagster_cli_validates_the_code_location(tmp_path):
+def test_dagster_cli_validates_the_code_location(tmp_path, dagster_home):
     completed = subprocess.run(
-        [str(BIN / "dagster"), "definitions", "validate", "-m", "arxiv_assets.definitions"],
-        cwd=PROJECT_ROOT, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300,
+        [str(VENV_BIN / "dagster"), "definitions", "validate", "-m", "arxiv_assets.definitions"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "DAGSTER_DEPLOYMENT": "local", "ARXIV_ARTIFACTS_URI": str(tmp_path / "artifacts")},
     )
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output
@@ -67,6 +59,6 @@ def test_local_deployment_resources(defs):
 
 
 def test_ruff_is_clean():
-    completed = subprocess.run([str(BIN / "ruff"), "check", "."], cwd=PROJECT_ROOT, capture_output=True, text=True,
+    completed = subprocess.run([str(VENV_BIN / "ruff"), "check", "."], cwd=PROJECT_ROOT, capture_output=True, text=True,
                                timeout=120)
     assert completed.returncode == 0, completed.stdout + completed.stderr

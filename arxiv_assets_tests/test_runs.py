@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,8 +23,9 @@ import pytest
 
 from arxiv_assets.runs import fail_stale_runs, process_alive, recorded_processes
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DAGSTER = Path(sys.executable).parent / "dagster"
+from .conftest import PROJECT_ROOT, VENV_BIN
+
+DAGSTER = VENV_BIN / "dagster"
 
 SLOW_PROJECT = '''
 import os
@@ -46,18 +46,9 @@ defs = dg.Definitions(assets=[slow])
 '''
 
 
-@pytest.fixture
-def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))  # dagster.yaml puts storage under $DAGSTER_HOME
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")  # the local instance, as make run uses it
-    (tmp_path / "slow_project.py").write_text(SLOW_PROJECT)
-    # Create the SQLite storages once, as a first `dagster dev` or run would: two runs starting together on a
-    # fresh home both stamp the schedule database's alembic version and one sees two heads (a Dagster race).
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.get_runs(limit=1)
-    return home
+@pytest.fixture(autouse=True)
+def slow_project(dagster_home: Path) -> None:
+    (dagster_home.parent / "slow_project.py").write_text(SLOW_PROJECT)
 
 
 @pytest.fixture

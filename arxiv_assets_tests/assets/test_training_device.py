@@ -13,13 +13,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from arxiv_assets.ml.hardware import REQUIRE_CUDA_ENV_VAR, resolve_device
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from arxiv_assets_tests.conftest import PROJECT_ROOT
 
 HIDDEN_DEVICE_SCRIPT = r"""
 import json, os, sys

@@ -27,8 +27,6 @@ from arxiv_assets_tests.net import free_port, wait_for_http
 os.environ.setdefault("NO_GCE_CHECK", "true")
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
 BUCKET = "arxiv-test-bucket"
 
 

@@ -11,7 +11,6 @@ next to it, and the smoke profile's settings (not the default profile's) shaped 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import dagster as dg
@@ -19,8 +18,9 @@ import pandas as pd
 
 from arxiv_assets.profiles import run_config
 from arxiv_assets.storage.artifacts import ArtifactStore
+from arxiv_assets_tests.conftest import PROJECT_ROOT, VENV_BIN
 
-from .conftest import PROJECT_ROOT, VENV_BIN, subprocess_env
+from .conftest import subprocess_env
 
 MONTH = "2026-06-01"  # a month with two seen subjects (cs.IT, astro-ph.IM) above the smoke profile's minimum
 
@@ -35,15 +35,12 @@ def _materialize(home, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def test_cli_materializes_a_partition_and_its_downstream(tmp_path, monkeypatch):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+def test_cli_materializes_a_partition_and_its_downstream(dagster_home):
+    home = dagster_home
 
     _materialize(home, "--select", "raw_papers,splits,pairs,tfidf_baseline", "--partition", MONTH,
                  "--config-json", json.dumps({"execution": {"config": {"in_process": {}}}}))
 
-    monkeypatch.setenv("DAGSTER_HOME", str(home))  # dagster.yaml reads it
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (run,) = instance.get_runs()
         assert run.is_success and run.tags["dagster/partition"] == MONTH

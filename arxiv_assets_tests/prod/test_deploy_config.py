@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 import yaml
@@ -21,9 +19,9 @@ from dagster._core.instance.config import dagster_instance_config
 from dagster._serdes.config_class import class_from_code_pointer
 
 from arxiv_assets.deployments import GCS_BUCKET_ENV_VAR, GCS_PREFIX_ENV_VAR
+from arxiv_assets_tests.conftest import PROJECT_ROOT, VENV_BIN
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
+DEPLOY = PROJECT_ROOT / "deploy"
 PROD_ENV = {
     "DAGSTER_PG_HOST": "10.0.0.5", "DAGSTER_PG_USERNAME": "dagster", "DAGSTER_PG_PASSWORD": "from-a-secret",
     "DAGSTER_PG_DB": "dagster", GCS_BUCKET_ENV_VAR: "arxiv-bucket", "DAGSTER_K8S_NAMESPACE": "dagster",
@@ -101,7 +99,7 @@ def test_helm_values_render_the_same_instance(helm_values, instance_config):
 def test_helm_code_location_runs_this_project_in_prod(helm_values):
     user = helm_values["dagster-user-deployments"]
     (deployment,) = user["deployments"]
-    module = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["dagster"]["module_name"]
+    module = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["dagster"]["module_name"]
     args = deployment["codeServerArgs"]
     assert args[args.index("--module-name") + 1] == module
     assert "dagsterApiGrpcArgs" not in deployment  # `dagster code-server start`, not `dagster api grpc`
@@ -118,16 +116,16 @@ def test_helm_code_location_runs_this_project_in_prod(helm_values):
 
 
 def test_dockerfile_is_hadolint_clean():
-    hadolint = Path(sys.executable).parent / "hadolint"
-    result = subprocess.run([str(hadolint), "--no-color", str(ROOT / "Dockerfile")],
+    hadolint = VENV_BIN / "hadolint"
+    result = subprocess.run([str(hadolint), "--no-color", str(PROJECT_ROOT / "Dockerfile")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
 
 def test_dockerfile_pins_torch_and_runs_both_programs_as_non_root():
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    makefile_pin = re.search(r"pip install --quiet torch==([\w.]+)", (ROOT / "Makefile").read_text()).group(1)
-    constraints_pin = re.search(r"^torch==([\w.]+)$", (ROOT / "constraints.txt").read_text(), re.M).group(1)
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    makefile_pin = re.search(r"pip install --quiet torch==([\w.]+)", (PROJECT_ROOT / "Makefile").read_text()).group(1)
+    constraints_pin = re.search(r"^torch==([\w.]+)$", (PROJECT_ROOT / "constraints.txt").read_text(), re.M).group(1)
     assert re.search(r"^ARG TORCH_VERSION=(.+)$", dockerfile, re.M).group(1) == makefile_pin == constraints_pin
     torch_line = dockerfile.index('"torch==${TORCH_VERSION}"')
     assert torch_line < dockerfile.index("-c constraints.txt")  # torch first, the rest after
@@ -140,11 +138,12 @@ def test_dockerfile_pins_torch_and_runs_both_programs_as_non_root():
 
 
 def test_dockerignore_lets_in_only_what_the_build_copies():
-    rules = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    lines = (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
+    rules = [line for line in lines if line and not line.startswith("#")]
     assert rules[0] == "*"
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
     copied = set()
-    for line in (ROOT / "Dockerfile").read_text().splitlines():
+    for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines():
         if line.startswith("COPY ") and "--from=" not in line:
             copied.update(line.split()[1:-1])
     assert copied == allowed

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -43,11 +42,11 @@ from arxiv_assets.k8s import (
     K8S_EXECUTOR_CONFIG,
 )
 from arxiv_assets.ml.hardware import REQUIRE_CUDA_ENV_VAR
+from arxiv_assets_tests.conftest import PROJECT_ROOT
 
 GPU_ASSETS = {"model"}  # the assets that train; everything else is CPU work
 IMAGE = "europe-docker.pkg.dev/example/arxiv/arxiv-embeddings:test"  # the code location's (CPU) image
 CUDA_TEST_IMAGE = "europe-docker.pkg.dev/example/arxiv/arxiv-embeddings-cuda:test"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _step_jobs() -> dict[str, dict]:

@@ -17,8 +17,9 @@ from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config
 from dagster._serdes.config_class import class_from_code_pointer
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
+from arxiv_assets_tests.conftest import PROJECT_ROOT
+
+DEPLOY = PROJECT_ROOT / "deploy"
 # deploy/dagster-prod.yaml key -> the Helm chart's dagsterDaemon.runMonitoring value that renders it
 # (chart `dagster`, templates/configmap-instance.yaml).
 HELM_RUN_MONITORING = {

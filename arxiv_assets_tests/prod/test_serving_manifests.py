@@ -29,14 +29,14 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from arxiv_assets_tests.conftest import PROJECT_ROOT
 from serving.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = ROOT / "deploy" / "k8s" / "serving"
+MANIFESTS = PROJECT_ROOT / "deploy" / "k8s" / "serving"
 # The oldest Kubernetes minor the manifests must be valid for (GKE's release channels offer it and
 # newer); kubernetes-validate checks against the newest schema it ships that is not newer than this.
 KUBERNETES_VERSION = "1.33.0"
-CHECKOV = ROOT / ".venv-tools" / "bin" / "checkov"
+CHECKOV = PROJECT_ROOT / ".venv-tools" / "bin" / "checkov"
 # What the pipeline needs and the service must not install (issue 12: no Dagster, wandb or trainer).
 PIPELINE_ONLY = {"dagster", "dagster-webserver", "dagster-gcp", "dagster-k8s", "dagster-postgres", "wandb",
                  "datasets", "accelerate", "matplotlib"}
@@ -67,7 +67,7 @@ def _container(deployment: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dockerfile() -> str:
-    return (ROOT / "Dockerfile").read_text()
+    return (PROJECT_ROOT / "Dockerfile").read_text()
 
 
 def _dockerfile_stages() -> dict[str, str]:
@@ -118,7 +118,7 @@ def _checkov(directory: Path) -> tuple[int, dict[str, Any]]:
     if not CHECKOV.is_file():
         if os.environ.get("CI"):
             pytest.fail(f"{CHECKOV} is missing: `make test` must run `make tools` first")
-        pytest.skip(f"checkov is not installed at {CHECKOV.relative_to(ROOT)}: run `make tools`")
+        pytest.skip(f"checkov is not installed at {CHECKOV.relative_to(PROJECT_ROOT)}: run `make tools`")
     result = subprocess.run(
         [str(CHECKOV), "--directory", str(directory), "--framework", "kubernetes", "--output", "json",
          "--skip-download"],
@@ -233,7 +233,7 @@ def test_env_reads_the_release_pointer_and_the_optional_token_by_reference():
 def test_service_reads_the_releases_the_pipeline_writes():
     """The pipeline's prod releases root is gs://$ARXIV_GCS_BUCKET/$ARXIV_GCS_PREFIX/releases
     (``GCSReleases``), with the bucket and prefix of the Helm values' ConfigMap."""
-    helm = yaml.safe_load((ROOT / "deploy" / "helm" / "values.yaml").read_text())
+    helm = yaml.safe_load((PROJECT_ROOT / "deploy" / "helm" / "values.yaml").read_text())
     (pipeline_env,) = [manifest["data"] for manifest in helm["dagster-user-deployments"]["extraManifests"]
                        if manifest["kind"] == "ConfigMap"]
     expected = f"gs://{pipeline_env['ARXIV_GCS_BUCKET']}/{pipeline_env['ARXIV_GCS_PREFIX']}/releases"
@@ -319,7 +319,7 @@ def _closure(requirements: Iterable[str]) -> set[str]:
 
 
 def _project_requirements(*extras: str) -> list[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     return project["dependencies"] + [text for extra in extras for text in project["optional-dependencies"][extra]]
 
 

@@ -11,19 +11,18 @@ its artifact on disk.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from arxiv_assets.definitions import defs
+from arxiv_assets_tests.conftest import PROJECT_ROOT, VENV_BIN
 from arxiv_assets_tests.net import free_port, wait_for_http
 
-from .conftest import PROJECT_ROOT, VENV_BIN, subprocess_env
+from .conftest import subprocess_env
 
 LOCATION = "arxiv_assets"  # workspace.yaml
 PARTITION = "2025-05-01"
@@ -67,15 +66,8 @@ class GraphQL:
 
 
 @pytest.fixture
-def webserver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    # Create the SQLite storages once, here: the webserver and the daemon starting together on an empty
-    # DAGSTER_HOME would both migrate them (alembic then finds two heads).
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.get_runs(limit=1)
+def webserver(tmp_path: Path, dagster_home: Path):
+    home = dagster_home  # its storages exist: the webserver and the daemon start together
     port = free_port()
     env = subprocess_env(DAGSTER_HOME=str(home), ARXIV_PROFILE="smoke")
     log = (tmp_path / "webserver.log").open("wb")

@@ -29,12 +29,12 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from arxiv_assets.storage.releases import Release
+from arxiv_assets_tests.conftest import PROJECT_ROOT
 from arxiv_assets_tests.net import free_port, wait_until
 from serving.backends import available_backends
 
 from .conftest import SHORT_TEXTS, assert_embeddings_match, own_embeddings, publish_release
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
