@@ -29,7 +29,7 @@ class Profile:
     evaluation: EvalSettings = field(default_factory=EvalSettings)
 
     def run_config(self) -> dg.RunConfig:
-        sections = {"splits": self.splits, "pairs": self.pairs, "model": self.train, "evaluation": self.evaluation}
+        sections = {"splits": self.splits, "pairs": self.pairs, "model": self.train, "score_models": self.evaluation}
         return dg.RunConfig(ops={op: {"config": asdict(settings)} for op, settings in sections.items()})
 
 

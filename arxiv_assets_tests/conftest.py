@@ -164,13 +164,13 @@ class SmokeModel:
 
 @pytest.fixture(scope="session")
 def smoke_model(smoke_artifacts: SmokeArtifacts) -> SmokeModel:
-    from arxiv_assets.assets.evaluation import evaluation
     from arxiv_assets.assets.promotion import promoted_model
+    from arxiv_assets.assets.scoring import score_models
     from arxiv_assets.assets.training import model
 
     run = dg.materialize(
-        [*GRAPH_UP_TO_BASELINE, model, evaluation, promoted_model], selection=[model, evaluation, promoted_model],
+        [*GRAPH_UP_TO_BASELINE, model, score_models, promoted_model], selection=[model, score_models, promoted_model],
         instance=smoke_artifacts.instance, resources=smoke_artifacts.resources,
-        run_config=smoke_run_config("model", "evaluation"),
+        run_config=smoke_run_config("model", "score_models"),
     )
     return SmokeModel(smoke_artifacts, run)

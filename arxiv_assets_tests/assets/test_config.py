@@ -6,12 +6,12 @@ import dataclasses
 import pytest
 
 from arxiv_assets.assets.data import PairsConfig, SplitsConfig
-from arxiv_assets.assets.evaluation import EvalConfig
+from arxiv_assets.assets.scoring import EvalConfig
 from arxiv_assets.assets.training import TrainConfig, model
 from arxiv_assets.profiles import ACTIVE, run_config
 
 CONFIGS = {"splits": (SplitsConfig, ACTIVE.splits), "pairs": (PairsConfig, ACTIVE.pairs),
-           "model": (TrainConfig, ACTIVE.train), "evaluation": (EvalConfig, ACTIVE.evaluation)}
+           "model": (TrainConfig, ACTIVE.train), "score_models": (EvalConfig, ACTIVE.evaluation)}
 
 
 @pytest.mark.parametrize("op", list(CONFIGS))

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from arxiv_assets.assets.data import splits
-from arxiv_assets.assets.evaluation import evaluation
 from arxiv_assets.assets.export import FaissIndexConfig, OnnxModelConfig, faiss_index, onnx_model
 from arxiv_assets.assets.promotion import promoted_model
 from arxiv_assets.assets.release import release
+from arxiv_assets.assets.scoring import score_models
 from arxiv_assets.ml import export as export_module
 from arxiv_assets.ml import hardware
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, encode, load_model, resolve_model_source
@@ -58,7 +58,7 @@ class Pipeline:
         return ReleaseStore(f"{self.base_uri}/releases")
 
     def materialize(self, assets, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-        upstream = [promoted_model, splits, evaluation, onnx_model, faiss_index]
+        upstream = [promoted_model, splits, score_models, onnx_model, faiss_index]
         return dg.materialize(
             # the real upstream assets, read from the store (not re-run): their stored versions are the inputs
             [*(s for a in upstream if a not in assets for s in a.to_source_assets()), *assets], selection=assets,

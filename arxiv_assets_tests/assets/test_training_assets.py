@@ -11,8 +11,8 @@ import pytest
 
 from arxiv_assets.assets.baseline import tfidf_baseline
 from arxiv_assets.assets.data import pairs, raw_papers, splits
-from arxiv_assets.assets.evaluation import BEATS_SERVED, evaluation
 from arxiv_assets.assets.promotion import promoted_model
+from arxiv_assets.assets.scoring import BEATS_SERVED, score_models
 from arxiv_assets.assets.training import model
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, ModelLoadError, encode, load_model
 from arxiv_assets.ml.evaluation import GATE_ASSETS, SLICES, GateSettings
@@ -25,7 +25,7 @@ from arxiv_assets.storage.artifacts import ArtifactStore
 from arxiv_assets.storage.releases import Release, ReleaseStore, read_promotion
 from arxiv_assets_tests.conftest import SmokeModel, run_error_text, smoke_run_config
 
-GRAPH = [raw_papers, splits, pairs, tfidf_baseline, model, evaluation, promoted_model]
+GRAPH = [raw_papers, splits, pairs, tfidf_baseline, model, score_models, promoted_model]
 STRICT_GATES = asdict(GateSettings())  # the default profile's gates, not the smoke profile's lenient ones
 
 
@@ -118,9 +118,9 @@ def _resources(base_uri: str) -> dict:
 
 
 def _evaluate_and_promote(base_uri: str, instance: dg.DagsterInstance, **gates: float) -> dg.ExecuteInProcessResult:
-    config = smoke_run_config("evaluation")
-    config.ops["evaluation"]["config"] |= gates
-    return dg.materialize(GRAPH, selection=[evaluation, promoted_model], raise_on_error=False, run_config=config,
+    config = smoke_run_config("score_models")
+    config.ops["score_models"]["config"] |= gates
+    return dg.materialize(GRAPH, selection=[score_models, promoted_model], raise_on_error=False, run_config=config,
                           instance=instance, resources=_resources(base_uri))
 
 
@@ -211,7 +211,7 @@ def test_corrupt_model_directory_gives_a_clear_error(smoke_model: SmokeModel, tm
         load_model(corrupt)
 
     result = dg.materialize(
-        GRAPH, selection=[evaluation], raise_on_error=False, run_config=smoke_run_config("evaluation"),
+        GRAPH, selection=[score_models], raise_on_error=False, run_config=smoke_run_config("score_models"),
         resources=_resources(_store_with_model(smoke_model, tmp_path, corrupt)),
     )
     assert not result.success

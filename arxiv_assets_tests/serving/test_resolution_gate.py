@@ -7,10 +7,10 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
-from arxiv_assets.assets.evaluation import evaluation
 from arxiv_assets.assets.export import faiss_index, onnx_model
 from arxiv_assets.assets.promotion import promoted_model
 from arxiv_assets.assets.release import release
+from arxiv_assets.assets.scoring import score_models
 from arxiv_assets.assets.training import model
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, encode, load_model
 from arxiv_assets.ml.variants import model_fingerprint
@@ -21,7 +21,7 @@ from arxiv_assets.storage.artifacts import ArtifactStore
 from arxiv_assets_tests.conftest import GRAPH_UP_TO_BASELINE, SmokeArtifacts, smoke_run_config
 from serving.resolution import Resolver
 
-DEPLOYMENT = [model, evaluation, promoted_model, onnx_model, faiss_index, release]
+DEPLOYMENT = [model, score_models, promoted_model, onnx_model, faiss_index, release]
 
 
 def test_a_model_that_failed_its_evaluation_is_not_served_the_base_model_is(
@@ -29,8 +29,8 @@ def test_a_model_that_failed_its_evaluation_is_not_served_the_base_model_is(
     store = ArtifactStore(str(tmp_path / "store"))  # a private copy: the shared smoke store stays as it is
     for key in ("splits", "pairs", "tfidf_baseline"):
         store.publish(key, smoke_artifacts.load(key))
-    config = smoke_run_config("model", "evaluation", "onnx_model", "faiss_index")
-    config.ops["evaluation"]["config"]["min_p10_margin"] = 1.0  # no model beats the baselines by 100 points
+    config = smoke_run_config("model", "score_models", "onnx_model", "faiss_index")
+    config.ops["score_models"]["config"]["min_p10_margin"] = 1.0  # no model beats the baselines by 100 points
     run = dg.materialize(
         [*GRAPH_UP_TO_BASELINE, *DEPLOYMENT], selection=DEPLOYMENT, instance=dg.DagsterInstance.ephemeral(),
         run_config=config,

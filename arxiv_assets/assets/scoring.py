@@ -1,4 +1,5 @@
-"""ir_metrics and classifier_metrics: base vs fine-tuned vs TF-IDF (and the served model) on every slice.
+"""``score_models``: ir_metrics and classifier_metrics, base vs fine-tuned vs TF-IDF (and the served model)
+on every slice. The scoring itself is plain code in ``arxiv_assets.ml.evaluation``; this module wires it.
 
 One multi-asset, because both read the same embeddings and encoding is the expensive part on a
 CPU; each asset is still materialized, shown and checked on its own. The quality gates
@@ -61,7 +62,7 @@ def _check_spec(name: str, description: str) -> dg.AssetCheckSpec:
 
 
 @dg.multi_asset(
-    name="evaluation",
+    name="score_models",
     group_name="evaluation",
     ins={name: dg.AssetIn() for name in ("model", "splits", "tfidf_baseline")},
     outs={
@@ -79,7 +80,7 @@ def _check_spec(name: str, description: str) -> dg.AssetCheckSpec:
                                   "release's) model's, both scored on this test split"),
     ],
 )
-def evaluation(context: dg.AssetExecutionContext, config: EvalConfig, releases: Releases, model: Path,
+def score_models(context: dg.AssetExecutionContext, config: EvalConfig, releases: Releases, model: Path,
                splits: pd.DataFrame, tfidf_baseline: dict):
     device = best_device()
     precision = default_precision(device)
