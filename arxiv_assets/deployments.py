@@ -8,6 +8,11 @@ only place that decides what those keys mean.
 - ``prod`` (GKE): artifacts in ``gs://$ARXIV_GCS_BUCKET/$ARXIV_GCS_PREFIX``, papers from the arXiv API,
   every step its own Kubernetes Job (``k8s_job_executor``; GPU steps ask for a GPU through their
   op tags, see ``arxiv_assets/k8s.py``). Schedules and the automation sensor start switched on.
+
+How a backfill of ``paper_embeddings`` (every month, after a new model) is cut into runs is chosen here
+too: locally one run covers the range (what ``dagster asset materialize --partition-range`` and
+``make run`` need: the CLI accepts a range only for single-run assets); in prod one run per
+``EMBEDDING_MONTHS_PER_RUN`` months, so the backfill's runs go to parallel pods.
 """
 
 from __future__ import annotations
@@ -71,6 +76,11 @@ EXECUTOR_BY_DEPLOYMENT: dict[str, Callable[[], dg.ExecutorDefinition | None]] = 
     "local": local_executor,
     "prod": prod_executor,
 }
+EMBEDDING_MONTHS_PER_RUN = 6
+EMBEDDING_BACKFILL_BY_DEPLOYMENT: dict[str, Callable[[], dg.BackfillPolicy]] = {
+    "local": dg.BackfillPolicy.single_run,
+    "prod": lambda: dg.BackfillPolicy.multi_run(max_partitions_per_run=EMBEDDING_MONTHS_PER_RUN),
+}
 # Whether schedules and the automation sensor run as soon as the code location loads. Locally they
 # start stopped, so `dagster dev` never retrains behind a newcomer's back.
 AUTOMATION_ON_BY_DEFAULT = {"local": False, "prod": True}
@@ -89,6 +99,10 @@ def resources_for(deployment: str | None = None) -> dict[str, Any]:
 
 def executor_for(deployment: str | None = None) -> dg.ExecutorDefinition | None:
     return EXECUTOR_BY_DEPLOYMENT[deployment or current_deployment()]()
+
+
+def embedding_backfill_policy(deployment: str | None = None) -> dg.BackfillPolicy:
+    return EMBEDDING_BACKFILL_BY_DEPLOYMENT[deployment or current_deployment()]()
 
 
 def automation_on_by_default(deployment: str | None = None) -> bool:

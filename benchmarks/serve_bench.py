@@ -11,6 +11,16 @@ of requests per level after a warm-up. infinity-emb runs from its own virtualenv
 load average is recorded next to each series: other processes on a shared machine slow everything.
 It also checks, in process, that subject-retrieval P@10 of the backend the service picks by default
 stays within 1 point of PyTorch fp32 on real test papers.
+
+    python -m benchmarks.serve_bench --search              # POST /search instead, one service per index
+
+``--search`` measures ``/search`` (k = 10, one real abstract as the query) at the same concurrency levels,
+the service on ``--search-backend`` (default ``auto``, its own choice at load), once per ``--search-index
+KIND:N``: a release of the bundled model with a ``faiss_index`` of N vectors built by ``paper_index`` with the
+project's defaults (IVF-PQ: ``IvfPqOptions()``). The vectors are those of ``benchmarks.index_scale``: 2,000
+bundled papers embedded by the bundled model (``--real-cache``) and noisy copies of them; a copy's sidecar row
+is its seed paper's title and subject under the id ``synthetic-<row>``. Only a table is printed (RESULTS.md is
+left alone).
 """
 
 from __future__ import annotations
@@ -34,15 +44,19 @@ import numpy as np
 import pandas as pd
 
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, resolve_model_source
-from arxiv_assets.ml.export import export_onnx
+from arxiv_assets.ml.export import OnnxExport, export_onnx
+from arxiv_assets.ml.hardware import cpu_flags
+from arxiv_assets.ml.index import IvfPqOptions, paper_index
 from arxiv_assets.ml.metrics import subject_retrieval
 from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.ml.variants import load_variant, parity_sample, timed_encode
 from arxiv_assets.profiles import get_profile
+from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
 from arxiv_assets.storage.artifacts import ArtifactStore
 from arxiv_assets.storage.releases import Release, ReleaseStore
 from arxiv_assets_tests.net import free_port, wait_for_http
 from benchmarks.common import machine_line, profile_splits
+from benchmarks.index_scale import FLAGS_OF_NOTE, NOISE, real_embeddings, synthetic_corpus
 from serving.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +79,7 @@ class Target:
     url: str
     model: str  # the `model` field of the request
     ready_path: str
+    endpoint: str = "embeddings"  # what run_level posts: "embeddings" (OpenAI-style) or "search" (ours only)
 
     @contextmanager
     def running(self, log: Path):
@@ -86,12 +101,13 @@ class Target:
                     process.wait()
 
 
-def our_service(name: str, backend: str, releases_uri: str) -> Target:
+def our_service(name: str, backend: str, releases_uri: str, endpoint: str = "embeddings") -> Target:
     port = free_port()
     env = {**os.environ, "ARXIV_SERVING_RELEASES_URI": releases_uri,
            "ARXIV_SERVING_BACKEND": backend, "ARXIV_SERVING_PORT": str(port), "ARXIV_SERVING_POLL_INTERVAL_S": "0",
            "ARXIV_SERVING_LOG_LEVEL": "warning", "ARXIV_SERVING_MAX_QUEUE_TEXTS": "1024"}
-    return Target(name, [sys.executable, "-m", "serving"], env, f"http://127.0.0.1:{port}", SERVED_NAME, "/ready")
+    return Target(name, [sys.executable, "-m", "serving"], env, f"http://127.0.0.1:{port}", SERVED_NAME, "/ready",
+                  endpoint)
 
 
 # sentence-transformers 5 names its modules by new paths; infinity-emb pins 3.x, which knows them as
@@ -134,6 +150,14 @@ async def run_level(target: Target, texts: list[str], concurrency: int,
                     requests: int) -> tuple[list[float], float, int]:
     """``requests`` single-text requests, ``concurrency`` in flight at a time: (latencies, wall seconds, failures)."""
     path = "/v1/embeddings" if target.model == SERVED_NAME else "/embeddings"
+    if target.endpoint == "search":
+        path = "/search"
+
+    def body(text: str) -> dict:
+        if target.endpoint == "search":
+            return {"query": text, "k": 10}
+        return {"model": target.model, "input": [text], "encoding_format": "float"}
+
     latencies: list[float] = []
     failures = 0
     queue = iter(range(requests))
@@ -144,8 +168,7 @@ async def run_level(target: Target, texts: list[str], concurrency: int,
             nonlocal failures
             for i in queue:  # shared iterator: the loop is bounded by `requests` in total
                 started = time.perf_counter()
-                response = await client.post(path, json={"model": target.model, "input": [texts[i % len(texts)]],
-                                                         "encoding_format": "float"})
+                response = await client.post(path, json=body(texts[i % len(texts)]))
                 latencies.append(time.perf_counter() - started)
                 failures += response.status_code != 200
 
@@ -178,7 +201,8 @@ def bench(targets: list[Target], texts: list[str], requests: int, rounds: int, l
                     cell["loads"].append(load)
                     cell["failed"] += failures
                     print(f"round {round_ + 1} {target.name:22s} c={concurrency:<3d} {len(latencies) / wall:6.1f} "
-                          f"texts/s  p50 {1000 * np.median(latencies):6.0f} ms  load {load:.2f}", flush=True)
+                          f"requests/s  p50 {1000 * np.median(latencies):6.0f} ms  p99 "
+                          f"{1000 * np.percentile(latencies, 99):6.0f} ms  load {load:.2f}", flush=True)
     return [{"server": name, "concurrency": concurrency,
              "texts/s": float(np.median(cell["rates"])),
              "p50 ms": 1000 * float(np.percentile(cell["latencies"], 50)),
@@ -218,6 +242,72 @@ def write_section(text: str) -> None:
         RESULTS.write_text("# Benchmark results\n\n" + section)
 
 
+def publish_release(work: Path, export: OnnxExport, reason: str, index_dir: Path | None = None) -> str:
+    """A release of ``export`` (and the saved index ``index_dir``, which publishing consumes) in a new directory
+    under ``work`` (its own artifact store: one store would prune older releases' versions), published as the
+    pipeline publishes one; returns the releases URI the service reads."""
+    root = Path(tempfile.mkdtemp(prefix="release-", dir=work))
+    staged = root / "staged"
+    shutil.copytree(export.directory, staged)
+    store = ArtifactStore(str(root / "artifacts"))
+    releases_uri = str(root / "releases")
+    ReleaseStore(releases_uri).publish(Release(
+        release_id=Release.new_id(), model_uri=store.publish("onnx_model", staged),
+        model_fingerprint=export.source_fingerprint,
+        index_uri=store.publish("faiss_index", index_dir) if index_dir is not None else None,
+        decision="challenger", reason=reason))
+    return releases_uri
+
+
+def search_index(kind: str, n: int, real: np.ndarray, real_papers: pd.DataFrame, fingerprint: str,
+                 out_dir: Path) -> tuple[Path, dict]:
+    """A saved ``kind`` index of ``n`` vectors (the real ones, then noisy copies) built with the project's
+    defaults, and what it took (build seconds, index MB)."""
+    corpus, seeds = synthetic_corpus(real, n, NOISE)
+    seed_papers = real_papers.iloc[seeds].reset_index(drop=True)
+    papers = seed_papers.assign(id=[str(x) if row < len(real) else f"synthetic-{row}"
+                                    for row, x in enumerate(seed_papers["id"])])
+    started = time.perf_counter()
+    built = paper_index(corpus, papers, kind, ivfpq=IvfPqOptions(), model_fingerprint=fingerprint)
+    seconds = time.perf_counter() - started
+    built.save(out_dir)
+    size = (out_dir / "index.faiss").stat().st_size / 2**20
+    return out_dir, {"index MB": round(size, 1), "build s": round(seconds, 1), "options": built.meta.get("ivfpq")}
+
+
+def search_main(args: argparse.Namespace, work: Path) -> None:
+    """/search latency at every concurrency level, one service per ``--search-index``; prints a table."""
+    started_load = load_text()
+    machine = machine_line()
+    test = profile_splits(get_profile("default"))
+    test = test[test["split"] == "test"]
+    texts = paper_texts(test.sample(n=min(256, len(test)), random_state=0))
+    real, _ = real_embeddings(2000, args.real_cache)
+    real_papers = pd.read_parquet(BUNDLED_SAMPLE).sample(n=2000, random_state=0)  # the rows real_embeddings embeds
+    print(f"{machine}\nexporting {args.model_dir} ...", flush=True)
+    export = export_onnx(Path(args.model_dir), work / "export")
+    targets, built = [], {}
+    for spec in args.search_index:
+        kind, n = spec.split(":")
+        name = f"{kind} {int(n):,}"
+        print(f"building {name} ...", flush=True)
+        index_dir, built[name] = search_index(kind, int(n), real, real_papers, export.source_fingerprint,
+                                              work / f"index-{kind}-{n}")
+        print(f"built {name}: {built[name]}", flush=True)
+        releases_uri = publish_release(work, export, f"serve_bench --search {spec}", index_dir)
+        targets.append(our_service(name, args.search_backend, releases_uri, endpoint="search"))
+    rows = bench(targets, texts, args.requests, args.rounds, work)
+    for row in rows:
+        row["requests/s"] = row.pop("texts/s")
+        row.update({k: v for k, v in built[row["server"].split(" (")[0]].items() if k != "options"})
+    flags = ", ".join(f for f in FLAGS_OF_NOTE if f in cpu_flags()) or "none of " + ", ".join(FLAGS_OF_NOTE)
+    print(f"\n{machine} · CPU flags {flags}; load average when it started: {started_load}\n"
+          f"/search k=10, one real abstract per query, {args.requests} requests per cell, {args.rounds} rounds, "
+          f"backend {args.search_backend}; IVF-PQ options: "
+          f"{[b['options'] for b in built.values() if b['options']]}\n")
+    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", default=resolve_model_source(BUNDLED_BASE_MODEL))
@@ -226,9 +316,20 @@ def main() -> None:
     parser.add_argument("--p10-papers", type=int, default=256, help="test papers for the P@10 check")
     parser.add_argument("--skip-infinity", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    parser.add_argument("--search", action="store_true", help="measure POST /search (see above) instead")
+    parser.add_argument("--search-index", nargs="+", default=["flat:100000", "ivfpq:1000000"],
+                        help="KIND:VECTORS of each index --search serves (flat, hnsw or ivfpq)")
+    parser.add_argument("--real-cache", type=Path, default=None,
+                        help="--search: a .npy of the 2,000 real embeddings (benchmarks.index_scale's --real-cache)")
+    parser.add_argument("--search-backend", default="auto",
+                        help="--search: the service's backend (auto measures every one at load: minutes on busy cores)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    if args.search:
+        search_main(args, work)  # on failure the servers' logs stay in `work`
+        shutil.rmtree(work, ignore_errors=True)
+        return
     started_load = load_text()
     machine = machine_line()
     test = profile_splits(get_profile("default"))
@@ -236,13 +337,8 @@ def main() -> None:
     texts = paper_texts(test.sample(n=min(256, len(test)), random_state=0))
     print(f"{machine}\nexporting {args.model_dir} ...", flush=True)
     export = export_onnx(Path(args.model_dir), work / "export")
-    staged = work / "staged"
-    shutil.copytree(export.directory, staged)
-    releases_uri = str(work / "releases")  # the model under test, released as the pipeline would release it
-    ReleaseStore(releases_uri).publish(Release(
-        release_id=Release.new_id(), model_uri=ArtifactStore(str(work / "artifacts")).publish("onnx_model", staged),
-        model_fingerprint=export.source_fingerprint, index_uri=None, decision="challenger",
-        reason=f"serve_bench of {args.model_dir}"))
+    # the model under test, released as the pipeline would release it
+    releases_uri = publish_release(work, export, f"serve_bench of {args.model_dir}")
 
     auto = default_backend_info(our_service("ours auto", "auto", releases_uri), work)
     default_backend = auto["backend"]

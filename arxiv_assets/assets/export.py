@@ -1,10 +1,18 @@
-"""onnx_model and faiss_index: the promoted model exported and indexed, each gated by blocking checks.
+"""onnx_model, paper_embeddings and faiss_index: the promoted model exported, every paper embedded once,
+and indexed, each gated by blocking checks.
 
-Both are made from ``promoted_model`` (the fine-tuned model if it passed every quality gate, else the
-champion or the base model), never from ``model``. Each writes ``checks.json`` into its artifact:
-the fingerprint of the model it was made from and whether its blocking checks passed. ``release``
-reads that, so a failed parity or recall check keeps a bad export or index out of production even
-when the release is materialized in another run.
+All are made from ``promoted_model`` (the fine-tuned model if it passed every quality gate, else the
+champion or the base model), never from ``model``. ``onnx_model`` and ``faiss_index`` write
+``checks.json`` into their artifacts: the fingerprint of the model they were made from and whether
+their blocking checks passed. ``release`` reads that, so a failed parity or recall check keeps a bad
+export or index out of production even when the release is materialized in another run.
+
+``paper_embeddings`` is partitioned by month like ``raw_papers``: each month's kept papers are
+embedded once per model, with the fastest variant of the export that passed its parity checks, and
+stored with their ids, text digests and the model's fingerprint. A month re-materialized for the
+same model reuses its stored vectors (only new or changed papers are encoded); a new model
+re-embeds every month, as a backfill Dagster can spread over runs. ``faiss_index`` reads those
+vectors and encodes nothing; it refuses vectors of another model.
 """
 
 import tempfile
@@ -16,22 +24,27 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from arxiv_assets.ml.embedding import encode, load_model
+from arxiv_assets.assets.data import monthly_partitions
+from arxiv_assets.deployments import embedding_backfill_policy
+from arxiv_assets.ml.embedding import embed_papers, embedding_matrix, text_digest
 from arxiv_assets.ml.export import DEFAULT_QUANTIZED_OPERATORS, export_onnx
 from arxiv_assets.ml.hardware import best_device
 from arxiv_assets.ml.index import HnswOptions, IvfPqOptions, choose_kind, held_out_rows, paper_index, recall_at_k
 from arxiv_assets.ml.metrics import subject_retrieval
-from arxiv_assets.ml.splits import SPLITS
+from arxiv_assets.ml.splits import SPLITS, month_key, papers_of_month
 from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.ml.variants import (
     REFERENCE_VARIANT,
+    OnnxExport,
     ParityStats,
+    encode_variant,
     load_variant,
     model_fingerprint,
     parity_sample,
     timed_encode,
 )
-from arxiv_assets.storage.releases import write_checks
+from arxiv_assets.resources.io_manager import ArtifactIOManager
+from arxiv_assets.storage.releases import read_checks, write_checks
 
 from .reporting import markdown_table
 
@@ -41,6 +54,12 @@ ONNX_CHECKS = {
     "onnx_int8_p_at_10": "int8 ONNX subject-retrieval P@10 is within max_p10_diff_points of PyTorch's",
 }
 ONNX_VARIANTS_MEASURED = (REFERENCE_VARIANT, "onnx-fp32", "onnx-int8")
+# The checks a variant must have passed to embed papers (the PyTorch fp32 reference needs none).
+VARIANT_CHECKS: dict[str, tuple[str, ...]] = {
+    REFERENCE_VARIANT: (),
+    "onnx-fp32": ("onnx_fp32_parity",),
+    "onnx-int8": ("onnx_int8_parity", "onnx_int8_p_at_10"),
+}
 
 
 class OnnxModelConfig(dg.Config):
@@ -121,6 +140,96 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promo
     yield from check_results
 
 
+class PaperEmbeddingsConfig(dg.Config):
+    # auto: on a CPU the fastest variant (by onnx_model's measurement) whose parity checks passed; on CUDA
+    # PyTorch fp32 on the GPU (the ONNX variants are CPU builds)
+    variant: Literal["auto", "torch-fp32", "onnx-fp32", "onnx-int8"] = "auto"
+    batch_size: int = 64
+    threads: int | None = None  # intra-op threads; None: the runtime's default
+
+
+def embedding_variant(checks: dict, requested: str, device: str) -> str:
+    """The variant that embeds papers: ``requested`` if its checks passed, else (``auto``) the fastest that passed."""
+    passed = [v for v, needed in VARIANT_CHECKS.items() if all(checks["checks"].get(c, False) for c in needed)]
+    if requested != "auto":
+        if requested not in passed:
+            raise dg.Failure(f"variant {requested} did not pass its onnx_model checks {VARIANT_CHECKS[requested]}; "
+                             f"variants that passed: {passed}")
+        return requested
+    if device.startswith("cuda"):
+        return REFERENCE_VARIANT
+    speeds = {v: checks["details"]["variants"][v]["texts_per_s"] for v in passed}
+    return max(speeds, key=speeds.__getitem__)
+
+
+@dg.asset(
+    partitions_def=monthly_partitions,
+    backfill_policy=embedding_backfill_policy(),
+    group_name="deployment",
+    kinds={"parquet"},
+    required_resource_keys={"io_manager"},  # to read the month's stored vectors back and reuse the valid ones
+)
+def paper_embeddings(context: dg.AssetExecutionContext, config: PaperEmbeddingsConfig, splits: pd.DataFrame,
+                     onnx_model: Path):
+    """Every kept paper of the month embedded by the promoted model (``id, text_sha256, model_fingerprint,
+    embedding``), with the fastest export variant that passed parity; vectors already stored for the same
+    paper, text and model are reused."""
+    checks = read_checks(onnx_model, "the onnx_model export")
+    fingerprint = OnnxExport.read(onnx_model).source_fingerprint
+    device = best_device()
+    variant = embedding_variant(checks, config.variant, device)
+    io_manager: ArtifactIOManager = context.resources.io_manager
+    encoder = None
+
+    def encode_texts(texts: list[str]) -> np.ndarray:
+        nonlocal encoder
+        encoder = encoder or load_variant(onnx_model, variant, threads=config.threads,
+                                          device=device if variant.startswith("torch") else "cpu")
+        return encode_variant(encoder, variant, texts, config.batch_size)
+
+    months: dict[str, pd.DataFrame] = {}
+    started = time.perf_counter()
+    for month in context.partition_keys:
+        papers = papers_of_month(splits, month)
+        previous = io_manager.latest_value(context.assets_def.key, month)
+        months[month], encoded = embed_papers(papers["id"].tolist(), paper_texts(papers), encode_texts, fingerprint,
+                                              previous if isinstance(previous, pd.DataFrame) else None)
+        context.log.info(f"{month}: {len(papers)} papers, {encoded} encoded, {len(papers) - encoded} reused")
+        context.add_asset_metadata({"dagster/row_count": len(papers), "encoded": encoded,
+                                    "reused": len(papers) - encoded}, partition_key=month)
+    return dg.Output(
+        months if len(months) > 1 else months[context.partition_key],
+        metadata={  # the run's, on every month it covered
+            "run_encode_seconds": round(time.perf_counter() - started, 2),
+            "run_months": len(months),
+            "variant": variant,
+            "device": device,
+            "model_fingerprint": fingerprint,
+        },
+    )
+
+
+def index_vectors(papers: pd.DataFrame, embeddings: dict[str, pd.DataFrame], fingerprint: str) -> np.ndarray:
+    """The stored embedding of each paper, in order; ``dg.Failure`` naming the months to re-materialize when
+    a paper has none, or one made by another model or from another text than the splits hold."""
+    stored = pd.concat(embeddings.values(), ignore_index=True).drop_duplicates("id", keep="last")
+    joined = papers[["id", "published"]].assign(text=[text_digest(t) for t in paper_texts(papers)]).merge(
+        stored, on="id", how="left")
+    problems = {
+        "have no embedding": joined["embedding"].isna(),
+        f"were embedded by another model than the promoted one ({fingerprint})":
+            joined["embedding"].notna() & (joined["model_fingerprint"] != fingerprint),
+        "were embedded from another text than the splits now hold":
+            joined["embedding"].notna() & (joined["text_sha256"] != joined["text"]),
+    }
+    for what, rows in problems.items():
+        if rows.any():
+            months = sorted(month_key(joined.loc[rows, "published"]).unique())
+            raise dg.Failure(f"{int(rows.sum())} papers to index {what}: materialize paper_embeddings for months "
+                             f"{months}")
+    return embedding_matrix(joined)
+
+
 class FaissIndexConfig(dg.Config):
     # flat: exact IndexFlatIP; hnsw, ivfpq: approximate, recall checked; auto: flat below ivfpq_from papers, else ivfpq
     kind: Literal["auto", "flat", "hnsw", "ivfpq"] = "auto"
@@ -138,8 +247,6 @@ class FaissIndexConfig(dg.Config):
     min_recall_at_10: float = 0.95  # the blocking bar for an approximate index
     recall_queries: int = 1000
     splits_to_index: list[str] = list(SPLITS)  # every kept paper: /search finds new and unseen-subject papers too
-    batch_size: int = 64
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 only where the hardware is fast at it
 
 
 @dg.asset(
@@ -151,21 +258,14 @@ class FaissIndexConfig(dg.Config):
                                                "construction for the exact flat index)")],
 )
 def faiss_index(context: dg.AssetExecutionContext, config: FaissIndexConfig, promoted_model: Path,
-                splits: pd.DataFrame):
-    """Every paper of the chosen splits embedded by the promoted model and indexed for /search, with an
+                splits: pd.DataFrame, paper_embeddings: dict[str, pd.DataFrame]):
+    """Every paper of the chosen splits, as ``paper_embeddings`` holds it, indexed for /search, with an
     id/title/subject sidecar and the fingerprint of the model that embedded it."""
-    from arxiv_assets.ml.embedding import default_precision
-
     papers = splits[splits["split"].isin(config.splits_to_index)].reset_index(drop=True)
     if papers.empty:
         raise dg.Failure(f"no papers in splits {config.splits_to_index} to index")
-    device = best_device()
-    precision = default_precision(device) if config.precision == "auto" else config.precision
-    encoder = load_model(promoted_model, device=device)
-    started = time.perf_counter()
-    vectors = encode(encoder, paper_texts(papers), batch_size=config.batch_size, precision=precision)
-    encode_seconds = time.perf_counter() - started
-    context.log.info(f"embedded {len(papers)} papers in {encode_seconds:.0f}s on {device} ({precision})")
+    fingerprint = model_fingerprint(promoted_model)
+    vectors = index_vectors(papers, paper_embeddings, fingerprint)
 
     kind = choose_kind(len(papers), config.ivfpq_from) if config.kind == "auto" else config.kind
     query_rows, train_rows = held_out_rows(len(papers), config.recall_queries, config.ivf_train_size)
@@ -174,7 +274,7 @@ def faiss_index(context: dg.AssetExecutionContext, config: FaissIndexConfig, pro
     ivfpq = IvfPqOptions(config.ivf_nlist, config.ivf_pq_m, config.ivf_nprobe, config.ivf_refine,
                          config.ivf_refine_k_factor, config.ivf_train_size)
     built = paper_index(vectors, papers, kind=kind, hnsw=hnsw, ivfpq=ivfpq, train_rows=train_rows,
-                        model_fingerprint=model_fingerprint(promoted_model))
+                        model_fingerprint=fingerprint)
     build_seconds = time.perf_counter() - started
     recall = recall_at_k(built.index, vectors, query_rows, k=10) if len(papers) > 10 else 1.0
     recall_check = dg.AssetCheckResult(
@@ -196,12 +296,9 @@ def faiss_index(context: dg.AssetExecutionContext, config: FaissIndexConfig, pro
         "requested_kind": config.kind,
         **({"ivfpq": dg.MetadataValue.json(built.meta["ivfpq"])} if kind == "ivfpq" else {}),
         "recall_at_10": recall,
-        "encode_seconds": round(encode_seconds, 2),
-        "encode_texts_per_s": round(len(papers) / max(encode_seconds, 1e-9), 2),
+        "embedding_months": len(paper_embeddings),
         "build_seconds": round(build_seconds, 3),
         "bytes": index_bytes,
-        "precision": precision,
-        "device": device,
         "model_fingerprint": built.meta["model_fingerprint"],
         "splits_indexed": dg.MetadataValue.json(config.splits_to_index),
     })

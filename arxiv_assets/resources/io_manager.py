@@ -27,6 +27,12 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
     def _key(asset_key: dg.AssetKey, partition: str | None) -> str:
         return "/".join(asset_key.path) + (f"/{partition}" if partition else "")
 
+    def latest_value(self, asset_key: dg.AssetKey, partition: str | None = None) -> object | None:
+        """What the latest materialization of ``asset_key`` (and ``partition``) stored, or None if there is none:
+        for an asset that reuses its own previous output (``paper_embeddings`` keeps valid vectors)."""
+        store, key = self.store(), self._key(asset_key, partition)
+        return store.load_latest(key) if store.exists(key) else None
+
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         store = self.store()
         partitions = context.asset_partition_keys if context.has_asset_partitions else [None]

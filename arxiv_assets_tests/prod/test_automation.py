@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 
 from arxiv_assets import automation
+from arxiv_assets.assets.data import monthly_partitions
 from arxiv_assets.definitions import ALL_ASSETS, defs
 from arxiv_assets.deployments import DEPLOYMENT_ENV_VAR
 from arxiv_assets.resources.io_manager import ArtifactIOManager
@@ -26,6 +27,40 @@ RAW = dg.AssetKey("raw_papers")
 
 def downstream_keys() -> set[dg.AssetKey]:
     return automation.DOWNSTREAM_OF_RAW_PAPERS.resolve(defs.resolve_asset_graph())
+
+
+TAIL = {automation.EMBEDDINGS, automation.INDEX, automation.RELEASE}  # requested after the export, tick by tick
+
+
+def up_to_the_export() -> dict[str, int]:
+    """The first step of a release attempt: every asset from splits to onnx_model, once."""
+    return {key.to_user_string(): 1 for key in downstream_keys() - TAIL}
+
+
+def report_materialized(instance: dg.DagsterInstance, counts: dict[str, int]) -> None:
+    """Record that the requested assets (every month of paper_embeddings) materialized and their blocking checks
+    passed, as the runs would: the conditions read only these events."""
+    for name in counts:
+        key = dg.AssetKey(name)
+        partitions = monthly_partitions.get_partition_keys() if key == automation.EMBEDDINGS else [None]
+        for partition in partitions:
+            instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
+        for check in defs.resolve_asset_graph().get(key).check_keys:
+            instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+                asset_key=key, check_name=check.name, passed=True))
+
+
+def one_release_attempt(instance: dg.DagsterInstance, cursor) -> object:
+    """Tick after tick from a new month: the export chain, then every month's embeddings, then index and
+    release, each requested once (what runs in between is reported as materialized); the cursor after."""
+    steps = [up_to_the_export(), {"paper_embeddings": len(monthly_partitions.get_partition_keys())},
+             {"faiss_index": 1, "release": 1}]
+    for expected in steps:
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        assert requested(tick) == expected
+        report_materialized(instance, expected)
+        cursor = tick.cursor
+    return cursor
 
 
 def requested(result) -> dict[str, int]:
@@ -46,12 +81,14 @@ def resources(tmp_path) -> dict:
             "releases": Releases(base_uri=str(tmp_path / "artifacts" / "releases"))}
 
 
-def test_release_carries_the_condition_and_everything_between_is_lazy():
+def test_the_export_carries_the_trigger_and_everything_before_it_is_lazy():
     specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
     assert specs[RAW].automation_condition is None  # the schedule loads months, nothing else
     assert downstream_keys() == set(specs) - {RAW}
-    assert specs[automation.RELEASE].automation_condition.get_label() == "release_on_new_data"
-    for key in downstream_keys() - {automation.RELEASE}:
+    assert {key: specs[key].automation_condition.get_label() for key in automation.OWN_CONDITIONS} == {
+        automation.EXPORT: "export_on_new_data", automation.EMBEDDINGS: "embed_after_export",
+        automation.INDEX: "index_after_embedding", automation.RELEASE: "release_after_index"}
+    for key in downstream_keys() - set(automation.OWN_CONDITIONS):
         assert specs[key].automation_condition == dg.AutomationCondition.any_downstream_conditions(), key
 
 
@@ -89,22 +126,20 @@ def test_a_new_month_requests_one_retrain_then_nothing(resources):
                            partition_key=run_request.partition_key, tags=run_request.tags)
     assert month.success
 
-    # ...makes the next tick request the release and, for it, every asset between once, in that one
-    # tick (one run's worth)...
-    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
-    assert requested(tick) == {key.to_user_string(): 1 for key in downstream_keys()}
+    # ...makes the next ticks request one release attempt, each asset once (every month of paper_embeddings)...
+    cursor = one_release_attempt(instance, tick.cursor)
 
     # ...and the ticks after it request nothing: no retrain on every tick, no lazy asset on its own.
     for _ in range(2):
-        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
         assert requested(tick) == {}
+        cursor = tick.cursor
 
-    # Reloading a month that is already there (a manual re-run) is new data too: one more retrain.
+    # Reloading a month that is already there (a manual re-run) is new data too: one more attempt.
     again = dg.materialize(ALL_ASSETS, selection=[RAW], resources=resources, instance=instance,
                            partition_key="2025-04-01")
     assert again.success
-    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
-    assert requested(tick) == {key.to_user_string(): 1 for key in downstream_keys()}
+    one_release_attempt(instance, cursor)
 
 
 SERVED = {dg.AssetKey("onnx_model"), dg.AssetKey("faiss_index")}  # what the service loads

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
-from arxiv_assets.assets.export import faiss_index, onnx_model
+from arxiv_assets.assets.export import faiss_index, onnx_model, paper_embeddings
 from arxiv_assets.assets.promotion import promoted_model
 from arxiv_assets.assets.release import release
 from arxiv_assets.assets.scoring import score_models
@@ -18,10 +18,17 @@ from arxiv_assets.resources.io_manager import ArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
 from arxiv_assets.resources.releases import Releases
 from arxiv_assets.storage.artifacts import ArtifactStore
-from arxiv_assets_tests.conftest import GRAPH_UP_TO_BASELINE, SmokeArtifacts, smoke_run_config
+from arxiv_assets_tests.conftest import (
+    GRAPH_UP_TO_BASELINE,
+    SAMPLE_FIRST_MONTH,
+    SAMPLE_LAST_MONTH,
+    SmokeArtifacts,
+    partition_range_tags,
+    smoke_run_config,
+)
 from serving.resolution import Resolver
 
-DEPLOYMENT = [model, score_models, promoted_model, onnx_model, faiss_index, release]
+DEPLOYMENT = [model, score_models, promoted_model, onnx_model, paper_embeddings, faiss_index, release]
 
 
 def test_a_model_that_failed_its_evaluation_is_not_served_the_base_model_is(
@@ -33,7 +40,7 @@ def test_a_model_that_failed_its_evaluation_is_not_served_the_base_model_is(
     config.ops["score_models"]["config"]["min_p10_margin"] = 1.0  # no model beats the baselines by 100 points
     run = dg.materialize(
         [*GRAPH_UP_TO_BASELINE, *DEPLOYMENT], selection=DEPLOYMENT, instance=dg.DagsterInstance.ephemeral(),
-        run_config=config,
+        run_config=config, tags=partition_range_tags(SAMPLE_FIRST_MONTH, SAMPLE_LAST_MONTH),  # every month embedded
         resources={"io_manager": ArtifactIOManager(base_uri=str(tmp_path / "store")), "paper_source": PaperSource(),
                    "releases": Releases(base_uri=str(tmp_path / "releases"))},
     )

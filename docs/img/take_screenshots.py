@@ -1,9 +1,6 @@
 """Retake the UI screenshots of docs/production.md from a running webserver (headless Chromium).
 
-    DAGSTER_HOME=/tmp/shots ARXIV_PROFILE=smoke .venv/bin/dagster asset materialize -m arxiv_assets.definitions \
-        --select raw_papers --partition-range 2025-03-01...2026-07-01
-    DAGSTER_HOME=/tmp/shots ARXIV_PROFILE=smoke .venv/bin/dagster asset materialize -m arxiv_assets.definitions \
-        --select 'splits*'
+    DAGSTER_HOME=/tmp/shots ARXIV_PROFILE=smoke make run   # the graph, as make run materializes it
     DAGSTER_HOME=/tmp/shots .venv/bin/dagster-webserver -w workspace.yaml -p 3123 &
     .venv/bin/python docs/img/take_screenshots.py http://127.0.0.1:3123
 
