@@ -110,7 +110,7 @@ def test_ui_lists_the_asset_graph_and_materializes_a_partition(webserver):
     nodes = graphql(ASSET_NODES)["assetNodes"]
     served = {"/".join(node["assetKey"]["path"]) for node in nodes}
     assert served == {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}
-    assert {"/".join(n["assetKey"]["path"]) for n in nodes if n["isPartitioned"]} == {"raw_papers"}
+    assert {"/".join(n["assetKey"]["path"]) for n in nodes if n["isPartitioned"]} == {"raw_papers", "paper_embeddings"}
 
     launched = graphql(LAUNCH, executionParams={
         "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
