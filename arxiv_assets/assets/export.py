@@ -31,7 +31,7 @@ from arxiv_assets.ml.export import DEFAULT_QUANTIZED_OPERATORS, export_onnx
 from arxiv_assets.ml.hardware import best_device
 from arxiv_assets.ml.index import HnswOptions, IvfPqOptions, choose_kind, held_out_rows, paper_index, recall_at_k
 from arxiv_assets.ml.metrics import subject_retrieval
-from arxiv_assets.ml.splits import SPLITS, month_key, papers_of_month
+from arxiv_assets.ml.splits import SPLITS, month_key, papers_by_month
 from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.ml.variants import (
     REFERENCE_VARIANT,
@@ -187,10 +187,11 @@ def paper_embeddings(context: dg.AssetExecutionContext, config: PaperEmbeddingsC
                                           device=device if variant.startswith("torch") else "cpu")
         return encode_variant(encoder, variant, texts, config.batch_size)
 
+    by_month = papers_by_month(splits)  # grouped once: a backfill run covers many months
     months: dict[str, pd.DataFrame] = {}
     started = time.perf_counter()
     for month in context.partition_keys:
-        papers = papers_of_month(splits, month)
+        papers = by_month.get(month, splits.iloc[:0])
         previous = io_manager.latest_value(context.assets_def.key, month)
         months[month], encoded = embed_papers(papers["id"].tolist(), paper_texts(papers), encode_texts, fingerprint,
                                               previous if isinstance(previous, pd.DataFrame) else None)

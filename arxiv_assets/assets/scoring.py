@@ -81,7 +81,7 @@ def _check_spec(name: str, description: str) -> dg.AssetCheckSpec:
     ],
 )
 def score_models(context: dg.AssetExecutionContext, config: EvalConfig, releases: Releases, model: Path,
-               splits: pd.DataFrame, tfidf_baseline: dict):
+                 splits: pd.DataFrame, tfidf_baseline: dict):
     device = best_device()
     precision = default_precision(device)
     fine_tuned = load_model(model, device=device)

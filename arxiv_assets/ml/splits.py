@@ -155,9 +155,11 @@ def month_key(published: pd.Series) -> pd.Series:
     return published.astype(str).str[:7] + "-01"
 
 
-def papers_of_month(splits: pd.DataFrame, month: str) -> pd.DataFrame:
-    """The kept papers (every split) published in ``month`` (a partition key such as ``2025-06-01``)."""
-    return splits[month_key(splits["published"]) == month].reset_index(drop=True)
+def papers_by_month(splits: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The kept papers (every split) by the partition key of the month they were published in
+    (``2025-06-01``); a month with no kept paper is absent."""
+    return {str(month): papers.reset_index(drop=True)
+            for month, papers in splits.groupby(month_key(splits["published"]), sort=True)}
 
 
 def split_counts(papers: pd.DataFrame) -> pd.DataFrame:

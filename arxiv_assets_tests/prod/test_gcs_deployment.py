@@ -27,7 +27,7 @@ from arxiv_assets.resources.gcs import GCSArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
 from arxiv_assets.storage.artifacts import LATEST, MANIFEST, PAYLOAD, ArtifactStore
 from arxiv_assets.storage.releases import PointerMovedError, Release, ReleaseStore
-from arxiv_assets_tests.conftest import partition_range_tags, run_error_text
+from arxiv_assets_tests.conftest import partition_range_tags, run_error_text, smoke_run_config
 from serving.app import create_app
 from serving.settings import Settings
 
@@ -41,10 +41,10 @@ EMBEDDINGS = dg.AssetKey("paper_embeddings")
 def _smoke_run_config(tmp_path, selection: set[dg.AssetKey]) -> dg.RunConfig:
     """The smoke profile for the ops of ``selection``; training keeps its checkpoints in the test's directory and
     starts no wandb process."""
-    ops = dict(run_config("smoke").ops)
-    ops["model"] = {"config": {**ops["model"]["config"], "report_to_wandb": False, "work_dir": str(tmp_path / "train")}}
-    op_names = {defs.resolve_assets_def(key).node_def.name for key in selection}
-    return dg.RunConfig(ops={op: config for op, config in ops.items() if op in op_names})
+    config = smoke_run_config(*{defs.resolve_assets_def(key).node_def.name for key in selection})
+    if "model" in config.ops:
+        config.ops["model"]["config"] |= {"report_to_wandb": False, "work_dir": str(tmp_path / "train")}
+    return config
 
 
 def test_prod_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch):
