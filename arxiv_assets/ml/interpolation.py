@@ -1,0 +1,67 @@
+"""Weight-space interpolation of a fine-tuned model with its base (WiSE-FT, Wortsman et al., 2022).
+
+Fine-tuning on the seen subjects moves the encoder away from what the base knew about everything
+else (other subjects, title -> abstract search). Averaging the two models' weights keeps part of
+both; the weight is chosen on the eval split, never on the slices the model is judged on.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from arxiv_assets.ml.metrics import Vectors, known_item_retrieval, subject_retrieval
+from arxiv_assets.ml.text import paper_texts
+
+WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # share of the fine-tuned model; 0.0 is the base
+
+
+def interpolate_with_base(tuned, base, weight: float):
+    """A copy of ``tuned`` whose floating-point weights are ``weight * tuned + (1 - weight) * base``."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"interpolation weight must lie in [0, 1], got {weight}")
+    tuned_state, base_state = tuned.state_dict(), base.state_dict()
+    if tuned_state.keys() != base_state.keys():
+        raise ValueError("the fine-tuned model and the base have different architectures: cannot interpolate")
+    mixed = copy.deepcopy(tuned)
+    mixed.load_state_dict({
+        name: weight * value + (1.0 - weight) * base_state[name].to(value.device) if value.is_floating_point()
+        else value
+        for name, value in tuned_state.items()
+    })
+    return mixed
+
+
+@dataclass(frozen=True)
+class InterpolationChoice:
+    weight: float
+    scores: pd.DataFrame  # index: weight; columns "P@10" (subject retrieval) and "known-item MRR@10"
+
+
+def eval_scores(encode_texts: Callable[[list[str]], Vectors], eval_papers: pd.DataFrame) -> dict[str, float]:
+    """Subject P@10 and title -> own abstract MRR@10 among the eval split's papers."""
+    subjects = eval_papers["primary_subject"].tolist()
+    known_item = known_item_retrieval(encode_texts(eval_papers["title"].tolist()),
+                                      encode_texts(eval_papers["abstract"].tolist()),
+                                      eval_papers["id"].tolist(), subjects)
+    return {"P@10": subject_retrieval(encode_texts(paper_texts(eval_papers)), subjects).micro["P@10"],
+            "known-item MRR@10": known_item.micro["MRR@10"]}
+
+
+def choose_interpolation(tuned, base, eval_papers: pd.DataFrame,
+                         encoder: Callable[[object], Callable[[list[str]], Vectors]],
+                         weights: Sequence[float] = WEIGHTS) -> InterpolationChoice:
+    """The weight with the best eval subject P@10 among those whose title search is not below the base's.
+
+    ``encoder(model)`` gives the function that encodes texts with ``model``. Weight 0.0 (the base)
+    is always scored: it is the floor, and what is chosen when every other weight loses title search.
+    """
+    scores = {w: eval_scores(encoder(interpolate_with_base(tuned, base, w)), eval_papers)
+              for w in sorted({0.0, *weights})}
+    table = pd.DataFrame(scores).T.rename_axis("weight")
+    floor = table.loc[0.0, "known-item MRR@10"]
+    eligible = table[table["known-item MRR@10"] >= floor]
+    return InterpolationChoice(weight=float(eligible["P@10"].idxmax()), scores=table)
