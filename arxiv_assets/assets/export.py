@@ -54,11 +54,12 @@ ONNX_CHECKS = {
     "onnx_int8_p_at_10": "int8 ONNX subject-retrieval P@10 is within max_p10_diff_points of PyTorch's",
 }
 ONNX_VARIANTS_MEASURED = (REFERENCE_VARIANT, "onnx-fp32", "onnx-int8")
+PARITY_CHECKS: dict[str, str] = {"onnx-fp32": "onnx_fp32_parity", "onnx-int8": "onnx_int8_parity"}  # variant -> check
 # The checks a variant must have passed to embed papers (the PyTorch fp32 reference needs none).
 VARIANT_CHECKS: dict[str, tuple[str, ...]] = {
     REFERENCE_VARIANT: (),
-    "onnx-fp32": ("onnx_fp32_parity",),
-    "onnx-int8": ("onnx_int8_parity", "onnx_int8_p_at_10"),
+    "onnx-fp32": (PARITY_CHECKS["onnx-fp32"],),
+    "onnx-int8": (PARITY_CHECKS["onnx-int8"], "onnx_int8_p_at_10"),
 }
 
 
@@ -115,7 +116,7 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promo
             metadata={"min_cosine": parity[variant].min_cosine, "p1_cosine": parity[variant].p1_cosine,
                       "mean_cosine": parity[variant].mean_cosine, "threshold": thresholds[variant],
                       "texts": len(texts)},
-        ) for check_name, variant in (("onnx_fp32_parity", "onnx-fp32"), ("onnx_int8_parity", "onnx-int8"))),
+        ) for variant, check_name in PARITY_CHECKS.items()),
         dg.AssetCheckResult(
             check_name="onnx_int8_p_at_10", passed=abs(p10_diff_points) <= config.max_p10_diff_points,
             metadata={"torch_fp32_P@10": rows[REFERENCE_VARIANT]["P@10"], "onnx_int8_P@10": rows["onnx-int8"]["P@10"],
