@@ -1,4 +1,4 @@
-"""Serving throughput and latency: our service (PyTorch fp32, ONNX fp32, ONNX int8) vs infinity-emb.
+"""Serving throughput and latency: our service (PyTorch fp32, ONNX fp32, ONNX int8 and its own pick) vs infinity-emb.
 
     python -m benchmarks.serve_bench                       # bundled all-MiniLM-L6-v2, writes RESULTS.md
     python -m benchmarks.serve_bench --model-dir PATH      # a saved model (e.g. a `model` materialization)
@@ -343,7 +343,9 @@ def main() -> None:
     auto = default_backend_info(our_service("ours auto", "auto", releases_uri), work)
     default_backend = auto["backend"]
     print(f"the service picks {default_backend}: {auto['backend_measurements']}", flush=True)
-    targets = [our_service(f"ours {b}", b, releases_uri) for b in ("torch-fp32", "onnx-fp32", "onnx-int8")]
+    # the service's own pick is benchmarked too when it is none of these (torch-bf16 on AMX / AVX512-BF16 CPUs)
+    pinned = dict.fromkeys(("torch-fp32", "onnx-fp32", "onnx-int8", default_backend))
+    targets = [our_service(f"ours {b}", b, releases_uri) for b in pinned]
     if not args.skip_infinity:
         if not INFINITY_BIN.exists():
             sys.exit(f"{INFINITY_BIN} is missing: create .bench-venvs/infinity (see docs/serving.md)")
@@ -356,7 +358,7 @@ def main() -> None:
     top = max(CONCURRENCY)
     rate = {row["server"].split(" (")[0]: row["texts/s"] for row in rows if row["concurrency"] == top}
 
-    def ratio(backend: str, reference: str) -> float:  # nan where either was not benchmarked (e.g. torch-bf16)
+    def ratio(backend: str, reference: str) -> float:  # nan where either was not benchmarked (--skip-infinity)
         return rate.get(f"ours {backend}", float("nan")) / rate.get(reference, float("nan"))
 
     measured = ", ".join(f"{m['backend']} x{m['threads']} {m['texts_per_s'] or 0:.1f} texts/s "
