@@ -307,12 +307,13 @@ def test_papers_are_embedded_by_the_fastest_variant_that_passed_parity():
         embedding_variant(int8_failed, "onnx-int8", "cpu")
 
 
-def test_hnsw_option_reports_recall_and_gates_on_it(exported, pipeline: Pipeline):
+def test_hnsw_option_reports_recall_and_gates_on_it(exported, pipeline: Pipeline, tmp_path: Path):
+    copy = pipeline.copy(tmp_path / "store")  # the failing index below must not become the shared store's latest
     config = FaissIndexConfig(kind="hnsw", splits_to_index=["test"])
-    result = pipeline.materialize([faiss_index], {"faiss_index": config})
+    result = copy.materialize([faiss_index], {"faiss_index": config})
     assert result.success
     assert check_results(result)["ann_recall_at_10"].metadata["recall_at_10"].value >= 0.95
-    weak = pipeline.materialize([faiss_index], {"faiss_index": FaissIndexConfig(
+    weak = copy.materialize([faiss_index], {"faiss_index": FaissIndexConfig(
         kind="hnsw", hnsw_m=2, hnsw_ef_construction=4, hnsw_ef_search=1, splits_to_index=["test"])})
     assert not weak.success  # a graph this sparse misses neighbours; the blocking check stops it
     recall = check_results(weak)["ann_recall_at_10"]

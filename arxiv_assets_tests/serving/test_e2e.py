@@ -112,8 +112,9 @@ def test_starts_without_a_release_and_says_what_to_materialize(tmp_path: Path):
             assert httpx.post(f"{server.url}/embed", json={"texts": ["a"]}).status_code == 401
 
 
-def test_picks_up_a_new_release_without_restart(server: Server, served: Release, model_dir: Path):
-    ready = server.serving(served)
+def test_picks_up_a_new_release_without_restart(server: Server, served: Release, model_dir: Path, index_dir: Path):
+    newer = publish_release(server.root, model_dir, index_dir)  # whatever the server serves now, this replaces it
+    ready = server.serving(newer)
     # A plain model has no ONNX files: one of the PyTorch backends this machine offers, chosen by measuring.
     assert ready["backend"] in available_backends(model_dir) and ready["backend"].startswith("torch-")
     with server.client() as client:
