@@ -71,6 +71,9 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "gist": ({}, {"loss": "gist"}),
     "no-subject-names": ({"subject_fraction": 0.0, "title_abstract_fraction": 0.5}, {}),
     "pairs-x2": ({"train_pairs": 2 * get_profile("default").pairs.train_pairs}, {}),
+    # Twice the pairs, no subject names: title -> abstract and paper -> paper, half each.
+    "pairs-x2-no-names": ({"train_pairs": 2 * get_profile("default").pairs.train_pairs, "subject_fraction": 0.0,
+                           "title_abstract_fraction": 0.5}, {}),
 }
 FIGURES = ("test/P@10", "test/P@10 macro", "test/LR accuracy", "test/LR macro-F1", "test/known-item MRR@10",
            "unseen/P@10", "unseen/P@10 macro", "unseen/LR accuracy", "unseen/known-item R@1", "mixed/P@10",

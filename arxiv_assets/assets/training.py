@@ -62,6 +62,9 @@ def model(context: dg.AssetExecutionContext, config: TrainConfig, pairs: Dataset
         "resumed_from_checkpoint": result.resumed_from or "",
         "final_eval": markdown_table(metrics_table({"eval split": result.eval_metrics}).T, floatfmt=".4f"),
         "eval_P@10": result.eval_metrics.get("eval_cosine_precision@10", float("nan")),
+        **({} if result.interpolation is None else {
+            "interpolation_weight": result.interpolation.weight,
+            "interpolation_eval": markdown_table(result.interpolation.scores, floatfmt=".4f")}),
         "wandb": dg.MetadataValue.json(result.wandb),
         "settings": dg.MetadataValue.json(asdict(settings)),
     })

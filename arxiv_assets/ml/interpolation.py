@@ -53,8 +53,10 @@ def eval_scores(encode_texts: Callable[[list[str]], Vectors], eval_papers: pd.Da
 
 def choose_interpolation(tuned, base, eval_papers: pd.DataFrame,
                          encoder: Callable[[object], Callable[[list[str]], Vectors]],
-                         weights: Sequence[float] = WEIGHTS) -> InterpolationChoice:
-    """The weight with the best eval subject P@10 among those whose title search is not below the base's.
+                         weights: Sequence[float] = WEIGHTS, known_item_tolerance: float = 0.005,
+                         ) -> InterpolationChoice:
+    """The weight with the best eval subject P@10 among those whose title search stays within
+    ``known_item_tolerance`` (MRR@10, absolute) of the base's on the eval split.
 
     ``encoder(model)`` gives the function that encodes texts with ``model``. Weight 0.0 (the base)
     is always scored: it is the floor, and what is chosen when every other weight loses title search.
@@ -62,6 +64,6 @@ def choose_interpolation(tuned, base, eval_papers: pd.DataFrame,
     scores = {w: eval_scores(encoder(interpolate_with_base(tuned, base, w)), eval_papers)
               for w in sorted({0.0, *weights})}
     table = pd.DataFrame(scores).T.rename_axis("weight")
-    floor = table.loc[0.0, "known-item MRR@10"]
+    floor = table.loc[0.0, "known-item MRR@10"] - known_item_tolerance
     eligible = table[table["known-item MRR@10"] >= floor]
     return InterpolationChoice(weight=float(eligible["P@10"].idxmax()), scores=table)

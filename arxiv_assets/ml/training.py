@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset
 
-from arxiv_assets.ml.embedding import load_model
+from arxiv_assets.ml.embedding import encode, load_model
 from arxiv_assets.ml.hardware import Device, cpu_has_fast_bf16, resolve_device
+from arxiv_assets.ml.interpolation import InterpolationChoice, choose_interpolation, interpolate_with_base
 from arxiv_assets.ml.pairs import KIND_COLUMN, NEGATIVE_COLUMN, SUBJECT_COLUMN
 from arxiv_assets.ml.settings import described
 from arxiv_assets.ml.text import paper_texts
@@ -56,6 +57,9 @@ class TrainSettings:
     multi_dataset: bool = field(default=True, metadata=described(
         "one dataset and loss per kind of pair (title->abstract, paper->paper, paper->subject name), batches "
         "never mixing kinds"))
+    interpolate_with_base: bool = field(default=False, metadata=described(
+        "average the trained weights with the base model's (WiSE-FT) at the share, of 0, 1/4, 1/2, 3/4 and 1, "
+        "that scores best on the eval split without losing title search to the base"))
     seed: int = 42
     eval_queries_per_subject: int = field(default=20, metadata=described(
         "eval papers per subject that query the rest of the eval split while training"))
@@ -85,6 +89,7 @@ class TrainResult:
     samples_per_second: float
     peak_memory_mb: float
     eval_metrics: dict[str, float]
+    interpolation: InterpolationChoice | None = None  # None: the trained weights as they are
     resumed_from: str | None = None
     wandb: dict[str, str] = field(default_factory=dict)
 
@@ -280,6 +285,13 @@ def train(
     output = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - started
     model.max_seq_length = max_seq_length  # what the saved model encodes with
+    interpolation = None
+    if settings.interpolate_with_base:
+        base = load_model(settings.base_model, device=device, max_seq_length=max_seq_length)
+        precision = "bf16" if bf16 else "fp32"
+        interpolation = choose_interpolation(model, base, eval_papers,
+                                             lambda encoder: lambda texts: encode(encoder, texts, precision=precision))
+        model = interpolate_with_base(model, base, interpolation.weight)
     final_eval = {k: float(v) for k, v in evaluator(model).items()} if evaluator is not None else {}
     wandb_info = _wandb_info()
     if settings.report_to_wandb:
@@ -296,7 +308,8 @@ def train(
         token_length_percentiles=percentiles,
         steps=int(output.global_step), train_seconds=train_seconds,
         samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
-        peak_memory_mb=_peak_memory_mb(device), eval_metrics=final_eval, resumed_from=resume, wandb=wandb_info,
+        peak_memory_mb=_peak_memory_mb(device), eval_metrics=final_eval, interpolation=interpolation,
+        resumed_from=resume, wandb=wandb_info,
     )
 
 
