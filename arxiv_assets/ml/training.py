@@ -62,7 +62,7 @@ class TrainSettings:
     # (benchmarks/RESULTS.md). The weight is chosen on the eval split, never on the judged slices.
     interpolate_with_base: bool = field(default=True, metadata=described(
         "average the trained weights with the base model's (WiSE-FT) at the share, of 0, 1/4, 1/2, 3/4 and 1, "
-        "that scores best on the eval split without losing title search to the base"))
+        "that scores best on the eval split while keeping title search within half a point of the base's"))
     seed: int = 42
     eval_queries_per_subject: int = field(default=20, metadata=described(
         "eval papers per subject that query the rest of the eval split while training"))
@@ -225,6 +225,7 @@ def train(
     torch.manual_seed(settings.seed)
     on_cuda = device == "cuda"
     bf16 = (on_cuda and torch.cuda.is_bf16_supported()) or (not on_cuda and cpu_has_fast_bf16())
+    precision = "bf16" if bf16 else "fp32"
     model = load_model(settings.base_model, device=device)
     percentiles = token_length_percentiles(model, pairs["anchor"][:2000])
     max_seq_length = choose_max_seq_length(percentiles, settings.max_seq_length_cap)
@@ -291,7 +292,6 @@ def train(
     interpolation = None
     if settings.interpolate_with_base:
         base = load_model(settings.base_model, device=device, max_seq_length=max_seq_length)
-        precision = "bf16" if bf16 else "fp32"
         interpolation = choose_interpolation(model, base, eval_papers,
                                              lambda encoder: lambda texts: encode(encoder, texts, precision=precision))
         model = interpolate_with_base(model, base, interpolation.weight)
@@ -306,7 +306,7 @@ def train(
     model.save(str(output_dir))
     shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the next run must not resume from it
     return TrainResult(
-        model_dir=output_dir, settings=settings, device=device, precision="bf16" if bf16 else "fp32",
+        model_dir=output_dir, settings=settings, device=device, precision=precision,
         max_seq_length=max_seq_length, train_seq_length=train_seq_length,
         token_length_percentiles=percentiles,
         steps=int(output.global_step), train_seconds=train_seconds,
