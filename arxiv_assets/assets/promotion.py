@@ -54,13 +54,13 @@ def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, m
     reports = read_reports(ir_metrics, classifier_metrics)
     fingerprint = model_fingerprint(model)
     promoted, failed = promotion_decision(fingerprint, reports)
-    out_dir = Path(tempfile.mkdtemp(prefix="promoted-model-")) / "model"  # stored, then deleted by the IO manager
+    out_dir = Path(tempfile.mkdtemp(prefix="promoted-model-"))  # stored, then deleted by the IO manager
     if promoted == "challenger":
-        shutil.copytree(model, out_dir)
+        shutil.copytree(model, out_dir, dirs_exist_ok=True)
         reason = "the fine-tuned model passed every quality gate and matched or beat the served model"
     elif promoted == "champion":
         # The release's artifact holds the ONNX exports too: take only the Sentence Transformers model.
-        shutil.copytree(local_payload_of(reports["ir_metrics"]["served_model_uri"]), out_dir,
+        shutil.copytree(local_payload_of(reports["ir_metrics"]["served_model_uri"]), out_dir, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("onnx", EXPORT_MANIFEST, CHECKS))
         reason = (f"the fine-tuned model failed {', '.join(failed)}; the served model still passes every quality "
                   f"gate on this data and stays")

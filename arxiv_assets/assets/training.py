@@ -38,7 +38,7 @@ def model(context: dg.AssetExecutionContext, config: TrainConfig, pairs: Dataset
     data_fingerprint = hashlib.sha256(b"".join(
         pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
         for frame in (pairs["train"].to_pandas(), pairs["eval"].to_pandas(), eval_papers[["id"]]))).hexdigest()
-    output_dir = Path(tempfile.mkdtemp(prefix="arxiv-model-")) / "model"
+    output_dir = Path(tempfile.mkdtemp(prefix="arxiv-model-"))  # stored, then deleted by the IO manager
     try:
         result = train(
             pairs["train"], pairs["eval"], eval_papers, settings, output_dir,

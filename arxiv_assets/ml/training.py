@@ -210,7 +210,7 @@ def train(
     pairs: Dataset, eval_pairs: Dataset, eval_papers: pd.DataFrame, settings: TrainSettings, output_dir: Path,
     work_dir: Path, data_fingerprint: str, run_name: str | None = None,
 ) -> TrainResult:
-    """Fine-tune ``settings.base_model`` on ``pairs`` and save it to ``output_dir`` (a fresh directory).
+    """Fine-tune ``settings.base_model`` on ``pairs`` and save it to ``output_dir`` (new or empty).
 
     Checkpoints go to ``work_dir/<fingerprint>``: a run that dies mid-training is resumed by the
     next run with the same settings and data; nothing is written to ``output_dir`` until training
