@@ -64,6 +64,11 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "not-interpolated": ({}, PLAIN),
     "3000-pairs": (HALF_PAIRS, PLAIN),  # the default before 2026-12-02
     "3000-pairs-interpolated": (HALF_PAIRS, {}),
+    # Texts cut shorter while training (the saved model still encodes 256 tokens): a CPU step costs ~tokens.
+    "train-64-tokens": ({}, {"train_seq_length": 64}),
+    "train-96-tokens": ({}, {"train_seq_length": 96}),
+    # ... with half the pairs a title and its own abstract (the rest: 30 % paper -> paper, 20 % names).
+    "train-96-tokens-half-titles": ({"title_abstract_fraction": 0.5}, {"train_seq_length": 96}),
     # The recipe before the unseen-subject slice existed: a softmax over subject names at lr 2e-4.
     "subject-names-2e-4": ({"train_pairs": 8000, "title_abstract_fraction": 0.0, "subject_fraction": 1.0},
                            {"loss": "mnrl_distinct_subjects", "learning_rate": 2e-4, "batch_size": 32,
