@@ -3,8 +3,8 @@
 Nothing in an asset knows where it runs: assets ask for resources by key, and this module is the
 only place that decides what those keys mean.
 
-- ``local`` (default): artifacts on the local disk, papers from the bundled sample, Dagster's default
-  executor (one process per step).
+- ``local`` (default): artifacts on the local disk, papers from the bundled sample, Dagster's
+  multiprocess executor running one step at a time (``LOCAL_EXECUTOR_CONFIG``).
 - ``prod`` (GKE): artifacts in ``gs://$ARXIV_GCS_BUCKET/$ARXIV_GCS_PREFIX``, papers from the arXiv API,
   every step its own Kubernetes Job (``k8s_job_executor``; GPU steps ask for a GPU through their
   op tags, see ``arxiv_assets/k8s.py``). Schedules and the automation sensor start switched on.
@@ -56,8 +56,14 @@ def prod_resources() -> dict[str, Any]:
     }
 
 
-def local_executor() -> dg.ExecutorDefinition | None:
-    return None  # Dagster's default: multiprocess, one process per step
+# Every step of this graph that computes uses all the cores (torch's and BLAS's threads). Two at once
+# oversubscribe them: in `make run` on 2 cores (2026-12-02) training steps took ~8 s instead of ~2 s
+# while tfidf_baseline ran beside the model step. On a laptop one step at a time is the faster way.
+LOCAL_EXECUTOR_CONFIG: dict[str, Any] = {"max_concurrent": 1}
+
+
+def local_executor() -> dg.ExecutorDefinition:
+    return dg.multiprocess_executor.configured(LOCAL_EXECUTOR_CONFIG, name="multiprocess_one_step_at_a_time")
 
 
 def prod_executor() -> dg.ExecutorDefinition:
@@ -72,7 +78,7 @@ RESOURCES_BY_DEPLOYMENT: dict[str, Callable[[], dict[str, Any]]] = {
     "local": local_resources,
     "prod": prod_resources,
 }
-EXECUTOR_BY_DEPLOYMENT: dict[str, Callable[[], dg.ExecutorDefinition | None]] = {
+EXECUTOR_BY_DEPLOYMENT: dict[str, Callable[[], dg.ExecutorDefinition]] = {
     "local": local_executor,
     "prod": prod_executor,
 }
@@ -97,7 +103,7 @@ def resources_for(deployment: str | None = None) -> dict[str, Any]:
     return RESOURCES_BY_DEPLOYMENT[deployment or current_deployment()]()
 
 
-def executor_for(deployment: str | None = None) -> dg.ExecutorDefinition | None:
+def executor_for(deployment: str | None = None) -> dg.ExecutorDefinition:
     return EXECUTOR_BY_DEPLOYMENT[deployment or current_deployment()]()
 
 
