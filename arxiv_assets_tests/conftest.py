@@ -53,7 +53,7 @@ from arxiv_assets.resources.io_manager import ArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
 from arxiv_assets.resources.releases import Releases
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
-from arxiv_assets.storage.artifacts import ArtifactStore
+from arxiv_assets.storage.artifacts import CACHE_DIR_ENV_VAR, ArtifactStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent  # the project venv's console scripts (dagster, uvicorn, ...)
@@ -99,6 +99,15 @@ class SmokeArtifacts:
 
     def load(self, key: str) -> object:
         return self.store.load_latest(key)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def artifact_cache_in_the_session_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """Remote payloads (the GCS emulator's) download into this session's temp folder, which pytest prunes,
+    not the shared default cache, where every run's fresh buckets used to add ~0.7 GB for good."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_DIR_ENV_VAR, str(tmp_path_factory.mktemp("artifact-cache")))
+        yield
 
 
 @pytest.fixture

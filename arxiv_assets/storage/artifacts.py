@@ -81,6 +81,15 @@ class ArtifactRef:
     path: Path
 
 
+CACHE_DIR_ENV_VAR = "ARXIV_ARTIFACT_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """Where remote payloads are downloaded to: ``ARXIV_ARTIFACT_CACHE_DIR`` if set, else a folder in the temp
+    directory. Nothing prunes it (versions are immutable, so entries never go stale, but they add up)."""
+    return Path(os.environ.get(CACHE_DIR_ENV_VAR) or Path(tempfile.gettempdir()) / "arxiv-embeddings-cache")
+
+
 class ArtifactStore:
     """The storage protocol above, usable without Dagster (the serving app reads through it too)."""
 
@@ -88,7 +97,7 @@ class ArtifactStore:
                  cache_dir: str | None = None) -> None:
         self.fs, self.root, self.protocol = open_root(base_uri, storage_options)
         self.keep_versions = keep_versions
-        self.cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "arxiv-embeddings-cache")
+        self.cache_dir = Path(cache_dir or default_cache_dir())
 
     def uri(self, path: str) -> str:
         return path if self.protocol == "file" else f"{self.protocol}://{path}"

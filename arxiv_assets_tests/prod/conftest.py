@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from arxiv_assets.storage.artifacts import CACHE_DIR_ENV_VAR
 from arxiv_assets_tests.net import free_port, wait_for_http
 
 # No GCE metadata server here: fail credential discovery fast and fall back to anonymous access
@@ -125,7 +126,9 @@ def gcs_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GC
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    """The test's environment for a child process, without anything that would pick another deployment."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "ARXIV_"))}
+    """The test's environment for a child process, without anything that would pick another deployment (the
+    session's download cache stays: it picks nothing)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DAGSTER_", "ARXIV_")) or k == CACHE_DIR_ENV_VAR}
     env.update(extra)
     return env
