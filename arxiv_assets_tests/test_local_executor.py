@@ -33,17 +33,13 @@ def test_local_steps_run_one_at_a_time_each_in_its_own_process():
     with dg.instance_for_test() as instance:
         result = dg.execute_job(dg.reconstructable(independent_steps_job), instance=instance)
         assert result.success
-        events = instance.all_logs(result.run_id)
-        windows = {}
-        for event in events:
-            if event.dagster_event is None or event.step_key is None:
-                continue
-            kind = event.dagster_event.event_type_value
-            if kind in ("STEP_START", "STEP_SUCCESS"):
-                windows.setdefault(event.step_key, {})[kind] = event.timestamp
+        step_events = instance.all_logs(
+            result.run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS})
+        windows: dict[str, dict[str, float]] = {}
+        for event in step_events:
+            windows.setdefault(event.step_key, {})[event.dagster_event.event_type_value] = event.timestamp
         assert set(windows) == {"left", "right"}
         (first, second) = sorted(windows.values(), key=lambda w: w["STEP_START"])
         assert second["STEP_START"] >= first["STEP_SUCCESS"], windows  # the second began after the first ended
-        pids = {event.dagster_event.pid for event in events if event.step_key is not None
-                and event.dagster_event is not None and event.dagster_event.event_type_value == "STEP_START"}
+        pids = {event.dagster_event.pid for event in step_events}
         assert len(pids) == 2  # a process per step, as with Dagster's default executor
