@@ -26,12 +26,9 @@ import pandas as pd
 
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, resolve_model_source
 from arxiv_assets.ml.export import export_onnx
-from arxiv_assets.ml.hardware import cpu_flags
-from benchmarks.common import machine_line
+from benchmarks.common import flags_line, machine_line
 from serving.backends import CLEAR_ADVANTAGE, OUT_OF_REACH, PREFERENCE, Measurement, choose_backend
 from serving.settings import Settings
-
-FLAGS_OF_NOTE = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "amx_bf16")
 
 
 def cell(measurement: Measurement, rounds: int) -> str:
@@ -50,8 +47,7 @@ def main() -> None:
     settings = Settings()
 
     work = Path(tempfile.mkdtemp(prefix="backend-choice-"))
-    flags = ", ".join(f for f in FLAGS_OF_NOTE if f in cpu_flags()) or "none of " + ", ".join(FLAGS_OF_NOTE)
-    machine = f"{machine_line()} · CPU flags {flags}"
+    machine = f"{machine_line()} · {flags_line()}"
     print(f"{machine}\nexporting {args.model_dir} ...", flush=True)
     export = export_onnx(Path(args.model_dir), work / "export")
     rows, reasons = [], []

@@ -9,9 +9,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from arxiv_assets.ml.hardware import cpu_flags
 from arxiv_assets.ml.splits import make_splits
 from arxiv_assets.profiles import Profile
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
+
+# The CPU flags that decide precisions and backends here: every figure is printed with those this CPU has.
+FLAGS_OF_NOTE: tuple[str, ...] = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def flags_line() -> str:
+    """``CPU flags a, b`` (those of FLAGS_OF_NOTE this CPU has, as PyTorch may use them), or ``none of ...``."""
+    flags = [f for f in FLAGS_OF_NOTE if f in cpu_flags()]
+    return "CPU flags " + (", ".join(flags) if flags else "none of " + ", ".join(FLAGS_OF_NOTE))
 
 
 def machine_line() -> str:

@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, encode, load_model
-from arxiv_assets.ml.hardware import cpu_flags
 from arxiv_assets.ml.index import (
     HnswOptions,
     IvfPqOptions,
@@ -45,10 +44,9 @@ from arxiv_assets.ml.index import (
 )
 from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
-from benchmarks.common import machine_line
+from benchmarks.common import flags_line, machine_line
 
 K = 10
-FLAGS_OF_NOTE = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 NOISE = 0.02
 
 
@@ -204,8 +202,7 @@ def main() -> None:
                             lambda: (build_index(corpus[:n], "hnsw", options), 0.0))
         report({**info, **searched(index, corpus, hnsw_rows, hnsw_truth)}, rows)
 
-    flags = ", ".join(f for f in FLAGS_OF_NOTE if f in cpu_flags()) or "none of " + ", ".join(FLAGS_OF_NOTE)
-    print(f"\n{machine_line()} · CPU flags {flags} · faiss {faiss.__version__}, {faiss.omp_get_max_threads()} "
+    print(f"\n{machine_line()} · {flags_line()} · faiss {faiss.__version__}, {faiss.omp_get_max_threads()} "
           f"OpenMP threads · peak RSS {rss_mb('VmHWM'):,.0f} MB")
     print(f"{args.vectors:,} vectors: {args.real:,} real papers ({embedded}) and noisy "
           f"copies (noise {args.noise}/dim; {layout}); {len(query_rows)} held-out queries, exact top-{K} by flat "

@@ -46,14 +46,12 @@ import pandas as pd
 
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, encode, resolve_model_source
 from arxiv_assets.ml.export import export_onnx
-from arxiv_assets.ml.hardware import cpu_flags
 from arxiv_assets.ml.metrics import subject_retrieval
 from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.ml.variants import ParityStats, load_variant, parity_sample
 from arxiv_assets.profiles import get_profile
-from benchmarks.common import machine_line, profile_splits
+from benchmarks.common import flags_line, machine_line, profile_splits
 
-FLAGS_OF_NOTE = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 PACKAGES = ("torch", "sentence-transformers", "transformers", "onnxruntime", "optimum", "optimum-onnx",
             "optimum-intel", "openvino", "nncf")
 REFERENCE = "torch fp32"
@@ -135,8 +133,7 @@ def main() -> None:
     args = parser.parse_args()
 
     start_line = machine_line()
-    flags = ", ".join(f"{f} {'yes' if f in cpu_flags() else 'no'}" for f in FLAGS_OF_NOTE)
-    print(f"{start_line}\nCPU flags: {flags}\n{versions()}", flush=True)
+    print(f"{start_line}\n{flags_line()}\n{versions()}", flush=True)
     splits = profile_splits(get_profile("default"))
     papers = parity_sample(splits, args.texts)
     texts, subjects = paper_texts(papers), papers["primary_subject"].tolist()
@@ -235,7 +232,7 @@ def main() -> None:
 ## OpenVINO beside ONNX Runtime ({date.today()})
 
 {start_line} (at the start; {end_load} at the end) · {args.threads} threads per runtime.
-CPU flags: {flags}.
+{flags_line()}.
 Model: `{args.model_dir}`. {len(texts)} test papers (`parity_sample`), max_seq_length {args.max_seq_length},
 batch {args.batch_size}; int8 calibration on {len(calibration_texts)} other (train-split) papers.
 Packages: {versions()}.

@@ -52,7 +52,7 @@ from arxiv_assets.ml.tfidf import TFIDF_PROBE_C, fit_tfidf
 from arxiv_assets.ml.training import train
 from arxiv_assets.profiles import get_profile
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
-from benchmarks.common import machine_line, profile_splits
+from benchmarks.common import FLAGS_OF_NOTE, machine_line, profile_splits
 
 # Name -> (pair settings, train settings) changed from the default profile's. Rows measured before a default
 # changed keep their exact settings in recipe_comparison.jsonl; the names below mean what they say today.
@@ -127,8 +127,7 @@ def main() -> None:
     external = external_papers(args.external, args.external_per_subject) if args.external else None
     device = best_device()
     precision = default_precision(device)
-    header = {"machine": machine_line(), "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni",
-                                                                            "avx512_bf16", "amx_bf16"}),
+    header = {"machine": machine_line(), "cpu_flags": [f for f in FLAGS_OF_NOTE if f in cpu_flags()],
               "device": device, "eval_precision": precision,
               "papers": splits["split"].value_counts().to_dict(),
               "external_papers": 0 if external is None else len(external)}

@@ -45,7 +45,6 @@ import pandas as pd
 
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, resolve_model_source
 from arxiv_assets.ml.export import OnnxExport, export_onnx
-from arxiv_assets.ml.hardware import cpu_flags
 from arxiv_assets.ml.index import IvfPqOptions, paper_index
 from arxiv_assets.ml.metrics import subject_retrieval
 from arxiv_assets.ml.text import paper_texts
@@ -55,8 +54,8 @@ from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
 from arxiv_assets.storage.artifacts import ArtifactStore
 from arxiv_assets.storage.releases import Release, ReleaseStore
 from arxiv_assets_tests.net import free_port, wait_for_http
-from benchmarks.common import machine_line, profile_splits
-from benchmarks.index_scale import FLAGS_OF_NOTE, NOISE, real_embeddings, synthetic_corpus
+from benchmarks.common import flags_line, machine_line, profile_splits
+from benchmarks.index_scale import NOISE, real_embeddings, synthetic_corpus
 from serving.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -300,8 +299,7 @@ def search_main(args: argparse.Namespace, work: Path) -> None:
     for row in rows:
         row["requests/s"] = row.pop("texts/s")
         row.update({k: v for k, v in built[row["server"].split(" (")[0]].items() if k != "options"})
-    flags = ", ".join(f for f in FLAGS_OF_NOTE if f in cpu_flags()) or "none of " + ", ".join(FLAGS_OF_NOTE)
-    print(f"\n{machine} · CPU flags {flags}; load average when it started: {started_load}\n"
+    print(f"\n{machine} · {flags_line()}; load average when it started: {started_load}\n"
           f"/search k=10, one real abstract per query, {args.requests} requests per cell, {args.rounds} rounds, "
           f"backend {args.search_backend}; IVF-PQ options: "
           f"{[b['options'] for b in built.values() if b['options']]}\n")

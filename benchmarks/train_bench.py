@@ -2,26 +2,36 @@
 
     python -m benchmarks.train_bench --profile default            # 2-core CPU: the whole default run
     python -m benchmarks.train_bench --profile gpu --pairs 100000 # on a CUDA machine
+    python -m benchmarks.train_bench --isa AVX2                   # this CPU held to AVX2, as an AVX2-only one
 
 Runs the pipeline's own ``train`` on the profile's pairs (built from the bundled sample exactly as
 the ``pairs`` asset does) and prints one row: device, precision, sequence length, batch, steps,
-pairs/s, training seconds and peak memory.
+pairs/s, training seconds, the averaging's eval scoring (weight chosen, seconds), the whole call and
+peak memory.
+
+``--isa`` holds PyTorch's kernels to a lower instruction set on this CPU (oneDNN, MKL and ATen, which
+read their caps when torch loads, so the script starts itself again with them set): ``--isa AVX2`` on
+an AVX512/AMX machine trains in fp32 with AVX2 kernels, as on an AVX2-only CPU of the same clock.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
+from arxiv_assets.ml.hardware import ISA_CAP_ENV_VAR, ONEDNN_ISA_LEVELS
 from arxiv_assets.ml.pairs import make_pair_sets
 from arxiv_assets.ml.splits import papers_in
 from arxiv_assets.ml.training import train
 from arxiv_assets.profiles import get_profile
-from benchmarks.common import machine_line, profile_splits
+from benchmarks.common import flags_line, machine_line, profile_splits
 
 
 def main() -> None:
@@ -30,7 +40,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, help="train pairs (default: the profile's)")
     parser.add_argument("--loss", help="override the profile's loss")
     parser.add_argument("--batch-size", type=int, help="override the profile's batch size")
+    parser.add_argument("--isa", choices=ONEDNN_ISA_LEVELS, help="hold PyTorch to this instruction set")
     args = parser.parse_args()
+    if args.isa and os.environ.get(ISA_CAP_ENV_VAR) != args.isa:
+        caps = {ISA_CAP_ENV_VAR: args.isa, "MKL_ENABLE_INSTRUCTIONS": args.isa.split("_")[0],
+                "ATEN_CPU_CAPABILITY": "avx2" if args.isa.startswith("AVX2") else "default"}
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.train_bench", *sys.argv[1:]],
+                  {**os.environ, **caps})
 
     profile = get_profile(args.profile)
     splits = profile_splits(profile)
@@ -41,16 +57,22 @@ def main() -> None:
     train_pairs, eval_split = pairs["train"], papers_in(splits, "eval")
     settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=1_000_000,
                        loss=args.loss or profile.train.loss, batch_size=args.batch_size or profile.train.batch_size)
+    started = time.perf_counter()
     result = train(train_pairs, pairs["eval"], eval_split, settings, Path(tempfile.mkdtemp()) / "model",
                    Path(tempfile.mkdtemp()), data_fingerprint="bench")
+    call_seconds = time.perf_counter() - started
     row = {
         "profile": profile.name, "device": result.device, "precision": result.precision,
         "loss": settings.loss, "train seq": result.train_seq_length, "batch": settings.batch_size,
         "pairs": len(train_pairs), "steps": result.steps, "pairs/s": round(result.samples_per_second, 2),
-        "train s": round(result.train_seconds, 1), "peak memory MB": round(result.peak_memory_mb),
+        "train s": round(result.train_seconds, 1),
+        "averaging w": result.interpolation.weight if result.interpolation else "",
+        "averaging s": round(result.interpolation.seconds, 1) if result.interpolation else "",
+        "train() s": round(call_seconds, 1), "peak memory MB": round(result.peak_memory_mb),
         "eval P@10": round(result.eval_metrics.get("eval_cosine_precision@10", float("nan")), 3),
     }
-    print(f"\n{machine_line()}\n")
+    isa = f" · PyTorch held to {args.isa}" if args.isa else ""
+    print(f"\n{machine_line()}{isa} · {flags_line()}\n")
     print(pd.DataFrame([row]).to_markdown(index=False))
 
 

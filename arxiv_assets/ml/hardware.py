@@ -7,15 +7,37 @@ import os
 from pathlib import Path
 from typing import Literal
 
+# oneDNN's instruction-set levels, lowest first, and the CPU flag that first needs each level. PyTorch runs
+# its CPU kernels at most at ONEDNN_MAX_CPU_ISA when it is set, so a flag above that cap buys nothing.
+ISA_CAP_ENV_VAR = "ONEDNN_MAX_CPU_ISA"
+ONEDNN_ISA_LEVELS: tuple[str, ...] = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI",
+                                      "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX")
+FLAG_ISA_LEVEL: dict[str, str] = {
+    "avx2": "AVX2", "avx_vnni": "AVX2_VNNI", "avx512f": "AVX512_CORE", "avx512bw": "AVX512_CORE",
+    "avx512_vnni": "AVX512_CORE_VNNI", "avx512_bf16": "AVX512_CORE_BF16", "avx512_fp16": "AVX512_CORE_FP16",
+    "amx_bf16": "AVX512_CORE_AMX", "amx_int8": "AVX512_CORE_AMX", "amx_tile": "AVX512_CORE_AMX",
+}
+
+
+def capped_flags(flags: frozenset[str], isa_cap: str) -> frozenset[str]:
+    """``flags`` without those above the oneDNN level ``isa_cap`` (e.g. "AVX2"); unknown caps cap nothing."""
+    cap = isa_cap.strip().upper()
+    if cap not in ONEDNN_ISA_LEVELS:
+        return flags
+    allowed = set(ONEDNN_ISA_LEVELS[:ONEDNN_ISA_LEVELS.index(cap) + 1])
+    return frozenset(f for f in flags if FLAG_ISA_LEVEL.get(f, "SSE41") in allowed)
+
 
 @functools.cache
 def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags, less those above ``ONEDNN_MAX_CPU_ISA`` where that caps PyTorch: a benchmark
+    (``benchmarks/train_bench.py --isa AVX2``) or a user can make this CPU behave as an AVX2-only one."""
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists():  # macOS / Windows: no flags to read, so no fast-path assumptions
         return frozenset()
     for line in cpuinfo.read_text().splitlines():
         if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
+            return capped_flags(frozenset(line.split(":", 1)[1].split()), os.environ.get(ISA_CAP_ENV_VAR, ""))
     return frozenset()
 
 
