@@ -64,7 +64,10 @@ def main() -> None:
     row = {
         "profile": profile.name, "device": result.device, "precision": result.precision,
         "loss": settings.loss, "train seq": result.train_seq_length, "batch": settings.batch_size,
-        "pairs": len(train_pairs), "steps": result.steps, "pairs/s": round(result.samples_per_second, 2),
+        "pairs": len(train_pairs), "steps": result.steps,
+        "epoch steps": result.budget.planned_steps if result.budget else result.steps,
+        "timed s/step": round(result.budget.seconds_per_step, 2) if result.budget and result.budget.seconds_per_step
+        else "", "pairs/s": round(result.samples_per_second, 2),
         "train s": round(result.train_seconds, 1),
         "averaging w": result.interpolation.weight if result.interpolation else "",
         "averaging s": round(result.interpolation.seconds, 1) if result.interpolation else "",

@@ -55,6 +55,10 @@ def model(context: dg.AssetExecutionContext, config: TrainConfig, pairs: Dataset
         "train_seq_length": result.train_seq_length,
         "token_length_percentiles": dg.MetadataValue.json(result.token_length_percentiles),
         "steps": result.steps,
+        **({} if result.budget is None else {
+            "planned_steps": result.budget.planned_steps,
+            "steps_cut_to_time_budget": result.budget.cut,
+            "timed_seconds_per_step": round(result.budget.seconds_per_step or float("nan"), 3)}),
         "train_pairs": len(pairs["train"]),
         "samples_per_second": round(result.samples_per_second, 2),
         "train_seconds": round(result.train_seconds, 1),

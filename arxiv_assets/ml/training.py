@@ -10,7 +10,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ from arxiv_assets.ml.interpolation import InterpolationChoice, choose_interpolat
 from arxiv_assets.ml.pairs import KIND_COLUMN, NEGATIVE_COLUMN, SUBJECT_COLUMN
 from arxiv_assets.ml.settings import described
 from arxiv_assets.ml.text import paper_texts
+
+if TYPE_CHECKING:  # the module imports transformers, which train() loads only when it runs
+    from arxiv_assets.ml.time_budget import BudgetReport
 
 Loss = Literal["mnrl", "mnrl_distinct_subjects", "gist", "contrastive", "batch_all_triplet"]
 LOSSES: tuple[str, ...] = get_args(Loss)
@@ -38,7 +41,13 @@ class TrainSettings:
     loss: Loss = "mnrl_distinct_subjects"
     epochs: float = 1.0
     max_steps: int = field(default=-1, metadata=described(
-        "> 0: train this many steps whatever the epochs (the smoke profile trains a few)"))
+        "> 0: train this many steps whatever the epochs and the time budget (the smoke profile trains a few)"))
+    # The default's 218 steps take ~5 min in bf16 on AMX, ~10 in fp32 on AVX2 kernels of the same clock and more
+    # on a slower AVX2-only CPU (benchmarks/RESULTS.md): there the run is cut to what fits, not left to run over.
+    train_budget_seconds: float | None = field(default=540.0, metadata=described(
+        "most seconds the training loop may take: a quarter of the way in, the run's own timed steps say whether "
+        "the epoch fits, and if not it is re-planned (learning-rate schedule included) to end in time; None: no "
+        "limit; ignored when max_steps is set"))
     batch_size: int = 64
     # The usual fine-tuning rate for MiniLM: 2e-4 turned the encoder into a classifier of its training
     # subjects and lost to the base model on every other slice (benchmarks/RESULTS.md).
@@ -92,6 +101,7 @@ class TrainResult:
     samples_per_second: float
     peak_memory_mb: float
     eval_metrics: dict[str, float]
+    budget: BudgetReport | None = None  # None: no time budget (max_steps set, or train_budget_seconds None)
     interpolation: InterpolationChoice | None = None  # None: the trained weights as they are
     resumed_from: str | None = None
     wandb: dict[str, str] = field(default_factory=dict)
@@ -239,6 +249,7 @@ def train(
         if set(eval_dataset) != set(train_dataset):
             eval_dataset = None  # a kind missing from the small eval pairs: the IR evaluator still runs
     from arxiv_assets.ml.sampling import SubjectDistinctBatchSampler, distinct_subjects_where_labelled
+    from arxiv_assets.ml.time_budget import TimeBudget
 
     sampler: Any
     if settings.loss == "mnrl_distinct_subjects":
@@ -278,16 +289,21 @@ def train(
         run_name=run_name,
         dataloader_drop_last=False,
         disable_tqdm=False,
+        restore_callback_states_from_checkpoint=True,  # a resumed run keeps its time budget's plan
     )
     loss = _loss(settings.loss, model, settings.base_model, device)
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         loss=({kind: loss for kind in train_dataset} if isinstance(train_dataset, dict) else loss),
         evaluator=evaluator,
+        callbacks=[TimeBudget(settings.train_budget_seconds)]
+        if settings.train_budget_seconds is not None and settings.max_steps <= 0 else None,
     )
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - started
+    # a resumed run's budget is the one restored from the checkpoint, so look it up after training
+    budget = next((c.report() for c in trainer.callback_handler.callbacks if isinstance(c, TimeBudget)), None)
     model.max_seq_length = max_seq_length  # what the saved model encodes with
     interpolation = None
     if settings.interpolate_with_base:
@@ -311,7 +327,7 @@ def train(
         token_length_percentiles=percentiles,
         steps=int(output.global_step), train_seconds=train_seconds,
         samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
-        peak_memory_mb=_peak_memory_mb(device), eval_metrics=final_eval, interpolation=interpolation,
+        peak_memory_mb=_peak_memory_mb(device), eval_metrics=final_eval, budget=budget, interpolation=interpolation,
         resumed_from=resume, wandb=wandb_info,
     )
 
