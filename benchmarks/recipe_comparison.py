@@ -160,7 +160,10 @@ def main() -> None:
     for name in args.recipes:
         pair_changes, train_changes = RECIPES[name]
         pair_settings: PairSettings = replace(profile.pairs, **pair_changes)
-        settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=1_000_000, **train_changes)
+        # Every row trains its whole epoch: the time budget would cut a recipe short on a slower or busier
+        # machine, and the rows compare recipes, not machines.
+        settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=1_000_000,
+                           train_budget_seconds=None, **train_changes)
         settings_row = {"pairs": asdict(pair_settings), "train": asdict(settings)}
         model_dir = (args.models or Path(tempfile.mkdtemp())) / name
         if model_dir.exists():  # trained by an earlier invocation: its row is in --out already
