@@ -21,6 +21,7 @@ import numpy as np
 from arxiv_assets.ml.embedding import check_model_dir
 from arxiv_assets.ml.index import PaperIndex
 from arxiv_assets.ml.variants import model_fingerprint
+from arxiv_assets.storage.artifacts import prune_cache
 
 from .backends import Backend, BackendChoice, Measurement, choose_backend
 from .batching import BatcherClosedError, DynamicBatcher
@@ -200,6 +201,7 @@ class ModelManager:
                 return {"changed": False, "status": self.state.status, "detail": f"load failed: {error}"}
             self._swap(served)
             self.metrics.reloads.labels("loaded").inc()
+            await asyncio.to_thread(self._prune_cache, served)
             return {"changed": True, "status": "ready", **served.describe()}
 
     async def _build(self, resolution: Resolution, reuse: Served | None) -> Served:
@@ -256,6 +258,12 @@ class ModelManager:
             return None, (f"faiss_index {version.uri} was built by model {built_by} (dim {index.dim}) but model "
                           f"{fingerprint} (dim {dim}) is served: this release cannot search")
         return index, None
+
+    def _prune_cache(self, served: Served) -> None:
+        """Downloads of releases no longer served go (the loaded model and index live in memory)."""
+        keep = {served.version.uri} | ({served.index_version.uri} if served.index_version else set())
+        for entry in prune_cache(keep, min_age_s=self.settings.cache_min_age_s):
+            logger.info("deleted the cached download %s: its release is no longer served", entry)
 
     def _swap(self, served: Served) -> None:
         old, self.current = self.current, served  # one assignment: the next request sees the new model

@@ -22,6 +22,11 @@ class Settings(BaseSettings):
                     "served. Default: $ARXIV_ARTIFACTS_URI/releases, else $DAGSTER_HOME/artifacts/releases.",
     )
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for gs:// URIs.")
+    # Each gs:// release is downloaded once (~250 MB: the model with its ONNX exports, and the index); a pod
+    # that lives through many releases would keep them all.
+    cache_min_age_s: float = Field(default=600.0, ge=0, description="After a new release is loaded, cached "
+                                   "downloads of other releases older than this are deleted "
+                                   "(ARXIV_ARTIFACT_CACHE_DIR); younger ones may be another process's.")
     poll_interval_s: float = Field(default=60.0, ge=0, description="How often to read CURRENT for a new release "
                                    "(or a rollback); 0 turns polling off (POST /admin/reload still works).")
     wait_for_model_on_startup: bool = Field(default=False, description="Block startup until the first load "

@@ -86,8 +86,31 @@ CACHE_DIR_ENV_VAR = "ARXIV_ARTIFACT_CACHE_DIR"
 
 def default_cache_dir() -> Path:
     """Where remote payloads are downloaded to: ``ARXIV_ARTIFACT_CACHE_DIR`` if set, else a folder in the temp
-    directory. Nothing prunes it (versions are immutable, so entries never go stale, but they add up)."""
+    directory. Versions are immutable, so an entry never goes stale, but entries add up: ``prune_cache``."""
     return Path(os.environ.get(CACHE_DIR_ENV_VAR) or Path(tempfile.gettempdir()) / "arxiv-embeddings-cache")
+
+
+def cache_entry(cache_dir: Path, version_uri: str) -> Path:
+    """The folder a remote version's payload is downloaded into."""
+    return cache_dir / hashlib.sha256(version_uri.encode()).hexdigest()[:24]
+
+
+def prune_cache(keep_uris: set[str], cache_dir: Path | None = None, min_age_s: float = 600.0) -> list[Path]:
+    """Delete the cached payloads of every version but ``keep_uris``; return what was deleted.
+
+    An entry (or a download still being staged) younger than ``min_age_s`` stays: another process sharing
+    the cache may have just fetched it to load."""
+    cache_dir = cache_dir or default_cache_dir()
+    if not cache_dir.is_dir():
+        return []
+    keep = {cache_entry(cache_dir, uri).name for uri in keep_uris}
+    now = datetime.now(UTC).timestamp()
+    removed = []
+    for entry in cache_dir.iterdir():
+        if entry.name not in keep and now - entry.stat().st_mtime >= min_age_s:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 class ArtifactStore:
@@ -181,7 +204,7 @@ class ArtifactStore:
         remote = f"{self._strip(version_uri)}/{PAYLOAD}"
         if self.protocol == "file":
             return Path(remote)
-        target = self.cache_dir / hashlib.sha256(version_uri.encode()).hexdigest()[:24] / PAYLOAD
+        target = cache_entry(self.cache_dir, version_uri) / PAYLOAD
         if not target.exists():  # versions are immutable, so a cached copy never goes stale
             staging = target.parent.with_name(target.parent.name + f".{uuid.uuid4().hex}.tmp")
             staging.mkdir(parents=True)

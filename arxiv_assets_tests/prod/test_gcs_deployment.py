@@ -25,7 +25,7 @@ from arxiv_assets.ml.splits import SPLITS
 from arxiv_assets.profiles import run_config
 from arxiv_assets.resources.gcs import GCSArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
-from arxiv_assets.storage.artifacts import LATEST, MANIFEST, PAYLOAD, ArtifactStore
+from arxiv_assets.storage.artifacts import CACHE_DIR_ENV_VAR, LATEST, MANIFEST, PAYLOAD, ArtifactStore, cache_entry
 from arxiv_assets.storage.releases import PointerMovedError, Release, ReleaseStore
 from arxiv_assets_tests.conftest import partition_range_tags, run_error_text, smoke_run_config
 from serving.app import create_app
@@ -152,12 +152,19 @@ def test_every_asset_lands_in_the_bucket(gcs_emulator: GCSEmulator, monkeypatch:
         "faiss_index")
     assert store.pinned("onnx_model") == {released.model_uri.rsplit("/", 1)[-1]}
 
-    # The service serves straight from the bucket, through the pointer alone.
+    # The service serves straight from the bucket, through the pointer alone. Its download cache held a model
+    # it no longer serves: loading the release deletes that download and keeps the served ones.
+    service_cache = tmp_path / "service-cache"
+    monkeypatch.setenv(CACHE_DIR_ENV_VAR, str(service_cache))
+    stale = ArtifactStore(f"gs://{gcs_emulator.bucket}/{PREFIX}").local_payload(store.latest_uri("model")).parent
     settings = Settings(releases_uri=releases_uri, backend="torch-fp32", threads=1, poll_interval_s=0,
-                        wait_for_model_on_startup=True)
+                        wait_for_model_on_startup=True, cache_min_age_s=0)
     with TestClient(create_app(settings)) as client:
         ready = client.get("/ready").json()
         assert ready["release"] == released.release_id and ready["model"]["uri"] == released.model_uri
+        assert not stale.exists()
+        assert {p.name for p in service_cache.iterdir()} == {
+            cache_entry(service_cache, uri).name for uri in (released.model_uri, released.index_uri)}
         embedded = client.post("/embed", json={"texts": ["Dark matter halos of dwarf galaxies"]})
         assert embedded.status_code == 200 and len(embedded.json()["embeddings"][0]) == 384
         hits = client.post("/search", json={"query": "galaxy rotation curves", "k": 3}).json()["results"]

@@ -1,6 +1,8 @@
 """ArtifactStore and ArtifactIOManager on a real temporary directory: formats, versions, crash safety."""
 
 import json
+import os
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -9,7 +11,15 @@ import pytest
 from datasets import Dataset, DatasetDict
 
 from arxiv_assets.resources.io_manager import ArtifactIOManager
-from arxiv_assets.storage.artifacts import LATEST, MANIFEST, PAYLOAD, ArtifactNotFoundError, ArtifactStore
+from arxiv_assets.storage.artifacts import (
+    LATEST,
+    MANIFEST,
+    PAYLOAD,
+    ArtifactNotFoundError,
+    ArtifactStore,
+    cache_entry,
+    prune_cache,
+)
 
 
 @pytest.fixture
@@ -222,3 +232,18 @@ def test_reading_an_unmaterialized_upstream_fails_with_a_clear_message(tmp_path)
     error = "\n".join(e.step_failure_data.error.to_string() for e in result.get_step_failure_events())
     assert "no complete version of 'summary'" in error
     assert "materialize it first" in error
+
+
+def test_pruning_the_download_cache_keeps_what_is_served_and_what_is_fresh(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    uris = {name: f"gs://bucket/{name}/versions/v1" for name in ("served-model", "served-index", "old", "fresh")}
+    for name, uri in uris.items():
+        (cache_entry(cache, uri) / PAYLOAD).mkdir(parents=True)
+        if name != "fresh":  # downloaded an hour ago
+            hour_ago = time.time() - 3600
+            os.utime(cache_entry(cache, uri), (hour_ago, hour_ago))
+    removed = prune_cache({uris["served-model"], uris["served-index"]}, cache, min_age_s=600)
+    assert removed == [cache_entry(cache, uris["old"])]
+    assert {p.name for p in cache.iterdir()} == {cache_entry(cache, uris[n]).name
+                                                  for n in ("served-model", "served-index", "fresh")}
+    assert prune_cache(set(), tmp_path / "no-cache-yet") == []
