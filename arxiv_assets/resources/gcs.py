@@ -6,6 +6,7 @@ where the root is. Credentials come from the environment (Workload Identity on G
 ``STORAGE_EMULATOR_HOST`` variable, which gcsfs honours, points it at an emulator in tests).
 """
 
+import dagster as dg
 from pydantic import Field
 
 from arxiv_assets.resources.io_manager import ArtifactIOManager
@@ -17,17 +18,17 @@ def gcs_uri(bucket: str, prefix: str, *parts: str) -> str:
     return "gs://" + "/".join(p.strip("/") for p in (bucket, prefix, *parts) if p.strip("/"))
 
 
-# The artifacts and the releases live under one bucket and prefix, configured the same way.
-BUCKET = Field(description="GCS bucket holding every artifact (no gs:// scheme)")
-PREFIX = Field(default="", description="Folder inside the bucket, e.g. arxiv-embeddings")
+class GCSLocation(dg.Config):
+    """Where a resource's root is on GCS: the artifacts and the releases live under one bucket and prefix."""
+
+    bucket: str = Field(description="GCS bucket holding every artifact (no gs:// scheme)")
+    prefix: str = Field(default="", description="Folder inside the bucket, e.g. arxiv-embeddings")
+    base_uri: str = Field(default="", description="Unused here: the root is gs://<bucket>/<prefix>[/releases]")
 
 
-class GCSArtifactIOManager(ArtifactIOManager):
+# GCSLocation comes first so its fields win over the local resources' (base_uri there defaults to a local path).
+class GCSArtifactIOManager(GCSLocation, ArtifactIOManager):
     """``ArtifactIOManager`` rooted at ``gs://<bucket>/<prefix>``."""
-
-    bucket: str = BUCKET
-    prefix: str = PREFIX
-    base_uri: str = Field(default="", description="Unused here: the root is gs://<bucket>/<prefix>")
 
     @property
     def root_uri(self) -> str:
@@ -37,12 +38,8 @@ class GCSArtifactIOManager(ArtifactIOManager):
         return ArtifactStore(self.root_uri, self.storage_options or None, self.keep_versions)
 
 
-class GCSReleases(Releases):
+class GCSReleases(GCSLocation, Releases):
     """``Releases`` at ``gs://<bucket>/<prefix>/releases``, beside the artifacts."""
-
-    bucket: str = BUCKET
-    prefix: str = PREFIX
-    base_uri: str = Field(default="", description="Unused here: the root is gs://<bucket>/<prefix>/releases")
 
     @property
     def root_uri(self) -> str:
