@@ -3,6 +3,7 @@
     python -m benchmarks.train_bench --profile default            # 2-core CPU: the whole default run
     python -m benchmarks.train_bench --profile gpu --pairs 100000 # on a CUDA machine
     python -m benchmarks.train_bench --isa AVX2                   # this CPU held to AVX2, as an AVX2-only one
+    python -m benchmarks.train_bench --isa AVX2 --budget 335 --keep /tmp/cut  # a slower CPU's cut run, kept
 
 Runs the pipeline's own ``train`` on the profile's pairs (built from the bundled sample exactly as
 the ``pairs`` asset does) and prints one row: device, precision, sequence length, batch, steps,
@@ -41,6 +42,10 @@ def main() -> None:
     parser.add_argument("--loss", help="override the profile's loss")
     parser.add_argument("--batch-size", type=int, help="override the profile's batch size")
     parser.add_argument("--isa", choices=ONEDNN_ISA_LEVELS, help="hold PyTorch to this instruction set")
+    parser.add_argument("--budget", type=float, help="the training loop's time budget in seconds (default: the "
+                        "profile's train_budget_seconds; 0: none)")
+    parser.add_argument("--keep", type=Path, help="save the trained model here (score it with "
+                        "`python -m benchmarks.recipe_comparison --recipes --backbones DIR`)")
     args = parser.parse_args()
     if args.isa and os.environ.get(ISA_CAP_ENV_VAR) != args.isa:
         caps = {ISA_CAP_ENV_VAR: args.isa, "MKL_ENABLE_INSTRUCTIONS": args.isa.split("_")[0],
@@ -55,10 +60,11 @@ def main() -> None:
                             eval_pairs=min(200, profile.pairs.eval_pairs))
     pairs = make_pair_sets(splits, pair_settings)
     train_pairs, eval_split = pairs["train"], papers_in(splits, "eval")
-    settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=1_000_000,
+    budget = profile.train.train_budget_seconds if args.budget is None else (args.budget or None)
+    settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=1_000_000, train_budget_seconds=budget,
                        loss=args.loss or profile.train.loss, batch_size=args.batch_size or profile.train.batch_size)
     started = time.perf_counter()
-    result = train(train_pairs, pairs["eval"], eval_split, settings, Path(tempfile.mkdtemp()) / "model",
+    result = train(train_pairs, pairs["eval"], eval_split, settings, args.keep or Path(tempfile.mkdtemp()) / "model",
                    Path(tempfile.mkdtemp()), data_fingerprint="bench")
     call_seconds = time.perf_counter() - started
     row = {
