@@ -55,7 +55,7 @@ PROFILES: dict[str, Profile] = {
         name="gpu",
         splits=SplitSettings(max_papers_per_subject=None, probe_papers_per_subject=1000),
         pairs=PairSettings(train_pairs=100_000, eval_pairs=10_000, hard_negatives=True),
-        train=TrainSettings(batch_size=128, checkpoint_steps=500, train_budget_seconds=None),
+        train=TrainSettings(batch_size=128, checkpoint_steps=500),
         evaluation=EvalSettings(batch_size=256),
     ),
 }

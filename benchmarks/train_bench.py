@@ -3,6 +3,7 @@
     python -m benchmarks.train_bench --profile default            # 2-core CPU: the whole default run
     python -m benchmarks.train_bench --profile gpu --pairs 100000 # on a CUDA machine
     python -m benchmarks.train_bench --isa AVX2                   # this CPU held to AVX2, as an AVX2-only one
+    python -m benchmarks.train_bench --isa AVX2 --budget 540      # ... with the training loop's time budget
     python -m benchmarks.train_bench --isa AVX2 --budget 335 --keep /tmp/cut  # a slower CPU's cut run, kept
 
 Runs the pipeline's own ``train`` on the profile's pairs (built from the bundled sample exactly as
