@@ -5,7 +5,8 @@ early, for the steps that fit, and its learning-rate schedule decays to zero at 
 The rate is timed on the run's own steps (a quarter of the way in, leaving out the first ones, which
 build kernels for new shapes and cost about twice as much), so it needs no separate probe and reflects
 the mix of batches the run really trains on. The plan is saved with every checkpoint, so a resumed run
-keeps it.
+keeps it. Opt-in (``TrainSettings.train_budget_seconds``): a cut run trades quality for time, measured
+in benchmarks/RESULTS.md "Training time by CPU class".
 """
 
 from __future__ import annotations
