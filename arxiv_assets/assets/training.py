@@ -1,6 +1,7 @@
 """model: contrastive fine-tuning of a Sentence Transformers model on the pairs."""
 
 import hashlib
+import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -44,8 +45,11 @@ def model(context: dg.AssetExecutionContext, config: TrainConfig, pairs: Dataset
             pairs["train"], pairs["eval"], eval_papers, settings, output_dir,
             work_dir=Path(config.work_dir), data_fingerprint=data_fingerprint, run_name=f"model-{context.run_id[:8]}",
         )
-    except CudaUnavailableError as error:  # retrying on the same pod cannot bring CUDA back
-        raise dg.Failure(description=str(error), metadata=error.facts, allow_retries=False) from error
+    except BaseException as error:
+        shutil.rmtree(output_dir, ignore_errors=True)  # a failed step leaves no empty folder behind
+        if isinstance(error, CudaUnavailableError):  # retrying on the same pod cannot bring CUDA back
+            raise dg.Failure(description=str(error), metadata=error.facts, allow_retries=False) from error
+        raise
     context.add_output_metadata({
         "base_model": settings.base_model,
         "loss": settings.loss,

@@ -20,7 +20,8 @@ from arxiv_assets.ml.hardware import REQUIRE_CUDA_ENV_VAR, resolve_device
 from arxiv_assets_tests.conftest import PROJECT_ROOT
 
 HIDDEN_DEVICE_SCRIPT = r"""
-import json, os, sys
+import json, os, sys, tempfile
+from pathlib import Path
 import dagster as dg
 import pandas as pd
 from datasets import Dataset, DatasetDict
@@ -65,6 +66,7 @@ report = {"auto_without_requirement": resolve_device("auto"), "required_by_confi
 os.environ[REQUIRE_CUDA_ENV_VAR] = "1"  # what the GPU step's pod sets (arxiv_assets/k8s.py)
 report["required_by_gpu_pod"] = materialize_model("auto")
 report["cpu_on_a_gpu_pod"] = resolve_device("cpu")
+report["left_in_tmp"] = sorted(p.name for p in Path(tempfile.gettempdir()).iterdir())
 print("REPORT " + json.dumps(report))
 """
 
@@ -72,7 +74,8 @@ print("REPORT " + json.dumps(report))
 @pytest.fixture(scope="module")
 def hidden_device_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     env = {name: value for name, value in os.environ.items() if name != REQUIRE_CUDA_ENV_VAR}
-    env.update({"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "none", "WANDB_MODE": "offline"})
+    env.update({"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "none", "WANDB_MODE": "offline",
+                "TMPDIR": str(tmp_path_factory.mktemp("tmp"))})  # to see what the failed steps leave there
     done = subprocess.run(
         [sys.executable, "-c", HIDDEN_DEVICE_SCRIPT, str(tmp_path_factory.mktemp("train-work"))],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
@@ -121,3 +124,7 @@ def test_auto_takes_cuda_exactly_where_torch_has_it(monkeypatch: pytest.MonkeyPa
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="choose one of"):
         resolve_device("gpu")  # type: ignore[arg-type]
+
+
+def test_a_model_step_that_failed_leaves_no_model_folder_in_the_temp_directory(hidden_device_report: dict) -> None:
+    assert not [name for name in hidden_device_report["left_in_tmp"] if name.startswith("arxiv-model-")]
