@@ -69,8 +69,8 @@ class TimeBudget(TrainerCallback, ExportableState):
                 "attributes": {"seconds_per_step": self.seconds_per_step}}
 
     def report(self) -> BudgetReport:
-        return BudgetReport(self.planned_steps, min(self.end_step or self.planned_steps, self.planned_steps),
-                            self.seconds_per_step)
+        # end_step is only ever set below planned_steps (steps_within_budget caps it)
+        return BudgetReport(self.planned_steps, self.end_step or self.planned_steps, self.seconds_per_step)
 
     def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
         self.planned_steps = state.max_steps
