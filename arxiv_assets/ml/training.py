@@ -73,6 +73,11 @@ class TrainSettings:
     interpolate_with_base: bool = field(default=True, metadata=described(
         "average the trained weights with the base model's (WiSE-FT) at the share, of 0, 1/4, 1/2, 3/4 and 1, "
         "that scores best on the eval split while keeping title search within half a point of the base's"))
+    teacher_model: str | None = field(default=None, metadata=described(
+        "a bigger model whose in-batch similarities among random train papers the student also learns "
+        "(ml/distillation.py), e.g. all-mpnet-base-v2 (a Hugging Face id or a local path); None: no distillation"))
+    teacher_papers: int = field(default=3000, metadata=described(
+        "train papers the teacher encodes for distillation (with teacher_model)"))
     seed: int = 42
     eval_queries_per_subject: int = field(default=20, metadata=described(
         "eval papers per subject that query the rest of the eval split while training"))
@@ -102,6 +107,7 @@ class TrainResult:
     samples_per_second: float
     peak_memory_mb: float
     eval_metrics: dict[str, float]
+    teacher_seconds: float | None = None  # the teacher's encoding of its papers; None: no distillation
     budget: BudgetReport | None = None  # None: no time budget (max_steps set, or train_budget_seconds None)
     interpolation: InterpolationChoice | None = None  # None: the trained weights as they are
     resumed_from: str | None = None
@@ -219,9 +225,12 @@ def _peak_memory_mb(device: str) -> float:
 
 def train(
     pairs: Dataset, eval_pairs: Dataset, eval_papers: pd.DataFrame, settings: TrainSettings, output_dir: Path,
-    work_dir: Path, data_fingerprint: str, run_name: str | None = None,
+    work_dir: Path, data_fingerprint: str, run_name: str | None = None, train_papers: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Fine-tune ``settings.base_model`` on ``pairs`` and save it to ``output_dir`` (new or empty).
+
+    With ``settings.teacher_model``, ``train_papers`` (unlabelled: only their texts are used) are what the
+    teacher encodes for distillation, trained as one more dataset of the multi-dataset run.
 
     Checkpoints go to ``work_dir/<fingerprint>``: a run that dies mid-training is resumed by the
     next run with the same settings and data; nothing is written to ``output_dir`` until training
@@ -245,6 +254,15 @@ def train(
 
     train_dataset = _training_sets(pairs, settings)
     eval_dataset = _training_sets(eval_pairs, settings)
+    distillation = None
+    if settings.teacher_model is not None:
+        if not isinstance(train_dataset, dict) or train_papers is None:
+            raise ValueError("distillation (teacher_model) needs multi_dataset training and the train papers")
+        from arxiv_assets.ml.distillation import TEACHER_KIND, teacher_set
+
+        distillation = teacher_set(train_papers, settings.teacher_papers, settings.teacher_model, device, precision,
+                                   train_seq_length, settings.seed)
+        train_dataset[TEACHER_KIND] = distillation.dataset
     if isinstance(train_dataset, dict):  # the trainer wants an eval set for every loss, and nothing else
         eval_dataset = {kind: eval_dataset[kind] for kind in train_dataset if kind in eval_dataset}
         if set(eval_dataset) != set(train_dataset):
@@ -293,9 +311,14 @@ def train(
         restore_callback_states_from_checkpoint=True,  # a resumed run keeps its time budget's plan
     )
     loss = _loss(settings.loss, model, settings.base_model, device)
+    if isinstance(train_dataset, dict):
+        loss = {kind: loss for kind in train_dataset}
+        if distillation is not None:
+            from arxiv_assets.ml.distillation import TEACHER_KIND, InBatchSimilarityDistillLoss
+
+            loss[TEACHER_KIND] = InBatchSimilarityDistillLoss(model)
     trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-        loss=({kind: loss for kind in train_dataset} if isinstance(train_dataset, dict) else loss),
+        model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, loss=loss,
         evaluator=evaluator,
         callbacks=[TimeBudget(settings.train_budget_seconds)]
         if settings.train_budget_seconds is not None and settings.max_steps <= 0 else None,
@@ -328,8 +351,9 @@ def train(
         token_length_percentiles=percentiles,
         steps=int(output.global_step), train_seconds=train_seconds,
         samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
-        peak_memory_mb=_peak_memory_mb(device), eval_metrics=final_eval, budget=budget, interpolation=interpolation,
-        resumed_from=resume, wandb=wandb_info,
+        peak_memory_mb=_peak_memory_mb(device), eval_metrics=final_eval,
+        teacher_seconds=None if distillation is None else distillation.seconds, budget=budget,
+        interpolation=interpolation, resumed_from=resume, wandb=wandb_info,
     )
 
 
