@@ -11,7 +11,7 @@ DAGSTER := $(BIN)/dagster
 DEFS := -m arxiv_assets.definitions
 # The graph in the order a backfill runs it: the CLI takes a partition range only for partitioned assets,
 # so the unpartitioned steps before and after paper_embeddings are runs of their own.
-UP_TO_EXPORT := splits,pairs,tfidf_baseline,model,ir_metrics,classifier_metrics,promoted_model,onnx_model
+UP_TO_EXPORT := splits,pairs,tfidf_baseline,model,ir_metrics,classifier_metrics,evaluation_embeddings,promoted_model,onnx_model
 
 # Tools whose pins clash with the project's (checkov), in a venv of their own; the tests run their
 # binaries. The `*` .gitignore inside it keeps it out of git, as Python 3.13's venv does by itself.

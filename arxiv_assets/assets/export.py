@@ -10,8 +10,10 @@ export or index out of production even when the release is materialized in anoth
 ``paper_embeddings`` is partitioned by month like ``raw_papers``: each month's kept papers are
 embedded once per model, with the fastest variant of the export that passed its parity checks, and
 stored with their ids, text digests and the model's fingerprint. A month re-materialized for the
-same model reuses its stored vectors (only new or changed papers are encoded); a new model
-re-embeds every month, as a backfill Dagster can spread over runs. ``faiss_index`` reads those
+same model reuses its stored vectors (only new or changed papers are encoded), and so do the papers the
+evaluation already encoded with this model (``evaluation_embeddings``: the judged and probe papers, in
+the evaluation's PyTorch precision, which the export's parity checks hold the variants to); a new model
+re-embeds every other paper of every month, as a backfill Dagster can spread over runs. ``faiss_index`` reads those
 vectors and encodes nothing; it refuses vectors of another model.
 """
 
@@ -171,10 +173,10 @@ def embedding_variant(checks: dict, requested: str, device: str) -> str:
     required_resource_keys={"io_manager"},  # to read the month's stored vectors back and reuse the valid ones
 )
 def paper_embeddings(context: dg.AssetExecutionContext, config: PaperEmbeddingsConfig, splits: pd.DataFrame,
-                     onnx_model: Path):
+                     onnx_model: Path, evaluation_embeddings: pd.DataFrame):
     """Every kept paper of the month embedded by the promoted model (``id, text_sha256, model_fingerprint,
     embedding``), with the fastest export variant that passed parity; vectors already stored for the same
-    paper, text and model are reused."""
+    paper, text and model, or made by the evaluation of that model, are reused."""
     checks = read_checks(onnx_model, "the onnx_model export")
     fingerprint = OnnxExport.read(onnx_model).source_fingerprint
     device = best_device()
@@ -191,14 +193,18 @@ def paper_embeddings(context: dg.AssetExecutionContext, config: PaperEmbeddingsC
     by_month = papers_by_month(splits)  # grouped once: a backfill run covers many months
     months: dict[str, pd.DataFrame] = {}
     started = time.perf_counter()
+    evaluated = evaluation_embeddings[evaluation_embeddings["model_fingerprint"] == fingerprint]
     for month in context.partition_keys:
         papers = by_month.get(month, splits.iloc[:0])
-        previous = io_manager.latest_value(context.assets_def.key, month)
+        stored = io_manager.latest_value(context.assets_def.key, month)
+        from_evaluation = evaluated[evaluated["id"].isin(papers["id"])]
+        previous = pd.concat([stored, from_evaluation]) if isinstance(stored, pd.DataFrame) else from_evaluation
         months[month], encoded = embed_papers(papers["id"].tolist(), paper_texts(papers), encode_texts, fingerprint,
-                                              previous if isinstance(previous, pd.DataFrame) else None)
+                                              previous)
         context.log.info(f"{month}: {len(papers)} papers, {encoded} encoded, {len(papers) - encoded} reused")
         context.add_asset_metadata({"dagster/row_count": len(papers), "encoded": encoded,
-                                    "reused": len(papers) - encoded}, partition_key=month)
+                                    "reused": len(papers) - encoded,
+                                    "available_from_evaluation": len(from_evaluation)}, partition_key=month)
     return dg.Output(
         months if len(months) > 1 else months[context.partition_key],
         metadata={  # the run's, on every month it covered

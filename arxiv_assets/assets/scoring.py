@@ -2,7 +2,9 @@
 on every slice. The scoring itself is plain code in ``arxiv_assets.ml.evaluation``; this module wires it.
 
 One multi-asset, because both read the same embeddings and encoding is the expensive part on a
-CPU; each asset is still materialized, shown and checked on its own. The quality gates
+CPU; each asset is still materialized, shown and checked on its own. A third output, ``evaluation_embeddings``,
+keeps the paper vectors of the models that may be promoted as they are (the fine-tuned one, the served
+one): ``paper_embeddings`` reuses them, so ``make run`` encodes each paper once per model. The quality gates
 (``arxiv_assets.ml.evaluation.quality_gates``) are reported as asset checks and written into both
 reports beside the fingerprint of the model they judged and the release it was compared with (the
 current one: ``releases/CURRENT``): ``promoted_model`` reads them from there and, when the
@@ -20,7 +22,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from arxiv_assets.ml.embedding import default_precision, load_model
+from arxiv_assets.ml.embedding import default_precision, embedding_rows, load_model
 from arxiv_assets.ml.evaluation import (
     GATE_ASSETS,
     SLICES,
@@ -72,6 +74,9 @@ def _check_spec(name: str, description: str) -> dg.AssetCheckSpec:
         "classifier_metrics": dg.AssetOut(kinds={"scikitlearn"}, description="Logistic regression on frozen "
                                           "embeddings (fit on train probe papers, scored on test and new; "
                                           "cross-validated on unseen subjects) beside TF-IDF + LR; confusion."),
+        "evaluation_embeddings": dg.AssetOut(kinds={"parquet"}, description="The judged and probe papers' "
+                                             "embeddings by the fine-tuned (and served) model, as paper_embeddings "
+                                             "stores them: it reuses them when that model is promoted."),
     },
     check_specs=[
         *[_check_spec(name, "quality gate (arxiv_assets.ml.evaluation.quality_gates); a failure promotes the base "
@@ -92,6 +97,9 @@ def score_models(context: dg.AssetExecutionContext, config: EvalConfig, releases
     # The served model is scored beside this one unless it is this model or the base (already scored).
     if champion and champion.decision != "base" and champion.model_fingerprint != fingerprint:
         encoders["served"] = load_model(local_payload_of(champion.model_uri), device=device)
+    # The models promotion may keep as they are (the base is re-saved when promoted: other weight files).
+    fingerprints = {"fine-tuned": fingerprint} | ({"served": champion.model_fingerprint} if "served" in encoders
+                                                  else {})
     results: dict[str, ModelEvaluation] = {}
     for name, encoder in encoders.items():
         context.log.info(f"encoding every judged paper with the {name} model")
@@ -122,6 +130,10 @@ def score_models(context: dg.AssetExecutionContext, config: EvalConfig, releases
     yield dg.Output(ir_dir, output_name="ir_metrics", metadata=ir_metadata)
     clf_dir, clf_metadata = _classifier_report(results, headlines, tfidf_baseline, verdict)
     yield dg.Output(clf_dir, output_name="classifier_metrics", metadata=clf_metadata)
+    embeddings = pd.concat([embedding_rows(part.ids, part.texts, part.vectors, fingerprints[name])
+                            for name in fingerprints for part in results[name].encoded_papers], ignore_index=True)
+    yield dg.Output(embeddings, output_name="evaluation_embeddings", metadata={
+        "dagster/row_count": len(embeddings), "models": dg.MetadataValue.json(fingerprints), "precision": precision})
     for gate in gates:
         yield dg.AssetCheckResult(
             check_name=gate.name, asset_key=_gate_asset(gate.name), passed=gate.passed,

@@ -123,6 +123,15 @@ def embed_papers(ids: Sequence[str], texts: Sequence[str], encode_texts: Callabl
     return frame, len(todo)
 
 
+def embedding_rows(ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray,
+                   model_fingerprint: str) -> pd.DataFrame:
+    """``EMBEDDING_COLUMNS`` rows for papers already encoded (``vectors[i]`` is ``texts[i]``'s): what
+    ``embed_papers`` accepts as ``previous``, so vectors made elsewhere (the evaluation) are not made twice."""
+    return pd.DataFrame({"id": list(ids), "text_sha256": [text_digest(t) for t in texts],
+                         "model_fingerprint": model_fingerprint,
+                         "embedding": [np.asarray(v, dtype=np.float32) for v in vectors]})
+
+
 def embedding_matrix(embeddings: pd.DataFrame) -> np.ndarray:
     """The ``embedding`` column of ``embed_papers``' rows as one float32 (n, dim) matrix."""
     if embeddings.empty:

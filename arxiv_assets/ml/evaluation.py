@@ -63,9 +63,20 @@ class SliceEvaluation:
 
 
 @dataclass(frozen=True)
+class EncodedPapers:
+    """Papers an evaluation encoded as ``paper_texts``, in order, with their vectors (row i is ids[i]'s)."""
+
+    ids: list[str]
+    texts: list[str]
+    vectors: Vectors
+
+
+@dataclass(frozen=True)
 class ModelEvaluation:
     slices: dict[str, SliceEvaluation]  # only the slices the splits have papers for
     test_vectors: Vectors  # for plots
+    # the judged papers, then the probe's: the same model's paper embeddings reuse them
+    encoded_papers: tuple[EncodedPapers, ...]
 
     def headline(self) -> dict[str, float]:
         """``{"<slice>/<figure>": value}``: e.g. ``test/P@10``, ``unseen/LR accuracy``."""
@@ -87,13 +98,18 @@ def evaluate_encoder(encode_texts: Callable[[list[str]], Vectors], splits: pd.Da
     judged = splits[splits["split"].isin(JUDGING_SPLITS)].reset_index(drop=True)
     if len(judged) < 2:
         raise ValueError(f"the splits have no papers to evaluate on (splits {JUDGING_SPLITS})")
-    vectors = encode_texts(paper_texts(judged))
+    texts = paper_texts(judged)
+    vectors = encode_texts(texts)
+    encoded = [EncodedPapers(judged["id"].tolist(), texts, vectors)]
     titles, abstracts = encode_texts(judged["title"].tolist()), encode_texts(judged["abstract"].tolist())
     split, subjects = judged["split"].to_numpy(), judged["primary_subject"].to_numpy()
     probe_classifier = None
     if np.isin(split, PROBED_SPLITS).any():
         probe = splits[splits["probe"]]
-        probe_classifier = fit_probe(encode_texts(paper_texts(probe)), probe["primary_subject"], seed, probe_cs)
+        probe_texts = paper_texts(probe)
+        probe_vectors = encode_texts(probe_texts)
+        encoded.append(EncodedPapers(probe["id"].tolist(), probe_texts, probe_vectors))
+        probe_classifier = fit_probe(probe_vectors, probe["primary_subject"], seed, probe_cs)
 
     def known_item(mask: np.ndarray) -> RetrievalReport:
         return known_item_retrieval(_rows(titles, mask), _rows(abstracts, mask), judged["id"][mask].tolist(),
@@ -116,7 +132,7 @@ def evaluate_encoder(encode_texts: Callable[[list[str]], Vectors], splits: pd.Da
         slices["mixed"] = SliceEvaluation(
             int(mixed.sum()), subject_retrieval(_rows(vectors, mixed), subjects[mixed].tolist()), None, None)
     return ModelEvaluation(slices={name: slices[name] for name in SLICES if name in slices},
-                           test_vectors=_rows(vectors, split == "test"))
+                           test_vectors=_rows(vectors, split == "test"), encoded_papers=tuple(encoded))
 
 
 def evaluate_model(model, splits: pd.DataFrame, batch_size: int = 64, precision: Precision = "fp32",

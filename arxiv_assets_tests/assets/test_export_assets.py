@@ -30,6 +30,7 @@ from arxiv_assets.ml import hardware
 from arxiv_assets.ml.embedding import (
     BUNDLED_BASE_MODEL,
     EMBEDDING_COLUMNS,
+    embedding_rows,
     encode,
     load_model,
     resolve_model_source,
@@ -98,6 +99,19 @@ class Pipeline:
         return Pipeline(self.home, str(target), dg.DagsterInstance.ephemeral(), self.splits, self.model_dir)
 
 
+EVALUATED = 10  # papers the evaluation encoded with the promoted model (and 5 with another model)
+
+
+def evaluation_embeddings(papers: pd.DataFrame, model_dir: Path, fingerprint: str) -> pd.DataFrame:
+    """What score_models stores: the first papers' vectors by the promoted model, then other papers' by another."""
+    evaluated, other = papers.head(EVALUATED), papers.iloc[EVALUATED:EVALUATED + 5]
+    return pd.concat([
+        embedding_rows(evaluated["id"], paper_texts(evaluated), encode(load_model(model_dir), paper_texts(evaluated)),
+                       fingerprint),
+        embedding_rows(other["id"], paper_texts(other), np.ones((len(other), 384), np.float32), "another-model"),
+    ], ignore_index=True)
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory):
     """``promoted_model`` (the bundled all-MiniLM-L6-v2, as the promotion asset would store it) and ``splits`` (real
@@ -122,6 +136,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory):
             "model_fingerprint": fingerprint, "gates": [], "served_release": "",
             "headline": {"fine-tuned": {"test/P@10": 0.6}, "base": {"test/P@10": 0.5}}}))
         store.publish(report, report_dir)
+    store.publish("evaluation_embeddings", evaluation_embeddings(result.papers, reference, fingerprint))
     store.publish("splits", result.papers)
     home = tmp_path_factory.mktemp("dagster_home")
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -270,6 +285,20 @@ def embedding_counts(result: dg.ExecuteInProcessResult) -> dict[str, int]:
     events = [e.materialization.metadata for e in result.get_asset_materialization_events()
               if e.asset_key == dg.AssetKey("paper_embeddings")]
     return {name: sum(meta[name].value for meta in events) for name in ("encoded", "reused")}
+
+
+def test_papers_the_evaluation_encoded_with_the_promoted_model_are_not_encoded_again(exported, pipeline: Pipeline):
+    assert embedding_counts(exported) == {"encoded": len(pipeline.splits) - EVALUATED, "reused": EVALUATED}
+    store = ArtifactStore(pipeline.base_uri)
+    months = {e.partition for e in exported.get_asset_materialization_events()
+              if e.asset_key == dg.AssetKey("paper_embeddings")}
+    stored = pd.concat(store.load_latest(f"paper_embeddings/{month}") for month in months).set_index("id")
+    evaluated = store.load_latest("evaluation_embeddings").set_index("id")
+    same_model = evaluated[evaluated["model_fingerprint"] == model_fingerprint(pipeline.model_dir)]
+    for paper, vector in same_model["embedding"].items():  # the evaluation's vectors, as they were
+        assert np.array_equal(stored.loc[paper, "embedding"], vector)
+    for paper, vector in evaluated.loc[evaluated.index.difference(same_model.index), "embedding"].items():
+        assert not np.array_equal(stored.loc[paper, "embedding"], vector)  # another model's: encoded anew
 
 
 def test_a_month_already_embedded_by_the_same_model_is_reused_not_encoded(exported, pipeline: Pipeline,

@@ -18,7 +18,7 @@ import subprocess
 import dagster as dg
 import pandas as pd
 
-from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, resolve_model_source
+from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, EMBEDDING_COLUMNS, resolve_model_source
 from arxiv_assets.ml.variants import model_fingerprint
 from arxiv_assets.profiles import run_config
 from arxiv_assets.storage.artifacts import ArtifactStore
@@ -80,6 +80,7 @@ def test_cli_embeds_a_range_of_months_in_one_multiprocess_run_then_indexes_them(
     shutil.copytree(resolve_model_source(BUNDLED_BASE_MODEL), model_dir)
     write_promotion(model_dir, Promotion("base", "test", model_fingerprint(model_dir), [], None))
     store.publish("promoted_model", model_dir)
+    store.publish("evaluation_embeddings", pd.DataFrame(columns=list(EMBEDDING_COLUMNS)))  # nothing evaluated
 
     _materialize(dagster_home, "--select", "onnx_model", "--config-json",
                  json.dumps({"ops": {"onnx_model": {"config": {"parity_texts": 48}}}}))
