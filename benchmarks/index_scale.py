@@ -83,7 +83,7 @@ def synthetic_corpus(real: np.ndarray, n: int, noise: float, seed: int = 0,
 
 
 def rss_mb(field: str) -> float:
-    """VmRSS (now) or VmHWM (peak) of this process, MB."""
+    """A memory field of this process's /proc status, MB: VmRSS (now), VmHWM (peak), RssAnon, RssFile, ..."""
     line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
     return int(line.split()[1]) / 1024
 

@@ -70,7 +70,8 @@ class Served:
             "max_seq_length": self.backend.max_seq_length,
             "backend_reason": self.backend_reason,
             "backend_measurements": [m.as_dict() for m in self.measurements],
-            "index": ({**self.index_version.describe(), "vectors": len(self.index), "kind": self.index.meta.get("kind")}
+            "index": ({**self.index_version.describe(), "vectors": len(self.index), "kind": self.index.meta.get("kind"),
+                       "memory_mapped": self.index.memory_mapped}
                       if self.index is not None and self.index_version else None),
             "index_problem": self.index_problem,
         }
@@ -250,7 +251,7 @@ class ModelManager:
         if version is None:
             return None, "the served release has no faiss_index: /search is off"
         try:
-            index = PaperIndex.load(version.local_path(self.settings.storage_options))
+            index = PaperIndex.load(version.local_path(self.settings.storage_options), mmap=self.settings.index_mmap)
         except Exception as error:
             return None, f"faiss_index {version.uri} cannot be loaded: {error}"
         built_by = index.meta.get("model_fingerprint")

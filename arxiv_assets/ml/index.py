@@ -184,6 +184,7 @@ class PaperIndex:
     index: Any
     papers: pd.DataFrame  # SIDECAR_COLUMNS, row i = index row i
     meta: dict[str, Any] = field(default_factory=dict)
+    memory_mapped: bool = False  # its vectors read from the saved file as searches need them (``load(mmap=True)``)
 
     def __post_init__(self) -> None:
         missing = [c for c in SIDECAR_COLUMNS if c not in self.papers.columns]
@@ -227,20 +228,24 @@ class PaperIndex:
         return directory
 
     @classmethod
-    def load(cls, directory: Path) -> PaperIndex:
+    def load(cls, directory: Path, mmap: bool = False) -> PaperIndex:
+        """The index saved in ``directory``; with ``mmap``, its float vectors (a flat index's, HNSW's storage,
+        IVF-PQ's re-ranking copy: nearly all of its bytes) stay in the file, memory-mapped read-only, and only
+        the pages a search touches are read. The kernel may drop them again under memory pressure, and
+        processes serving the same file share them. The file must then stay where it is while the index lives."""
         import faiss
 
         directory = Path(directory)
         for name in (INDEX_FILE, PAPERS_FILE, META_FILE):
             if not (directory / name).is_file():
                 raise IndexLoadError(f"{directory} is not a saved paper index: {name} is missing")
-        index = faiss.read_index(str(directory / INDEX_FILE))
+        index = faiss.read_index(str(directory / INDEX_FILE), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
         meta = json.loads((directory / META_FILE).read_text())
         if meta.get("kind") == "hnsw" and "hnsw" in meta:
             index.hnsw.efSearch = int(meta["hnsw"]["ef_search"])
         if meta.get("kind") == "ivfpq" and "ivfpq" in meta:
             set_ivfpq_search(index, IvfPqOptions(**meta["ivfpq"]))
-        return cls(index=index, papers=pd.read_parquet(directory / PAPERS_FILE), meta=meta)
+        return cls(index=index, papers=pd.read_parquet(directory / PAPERS_FILE), meta=meta, memory_mapped=mmap)
 
 
 def paper_index(vectors: np.ndarray, papers: pd.DataFrame, kind: IndexKind = "flat",

@@ -87,3 +87,23 @@ def test_a_saved_ivfpq_index_loads_with_its_kind_search_options_and_model_finger
     assert len(loaded) == len(corpus) and loaded.dim == 384
     assert loaded.search(corpus[:5], 10) == built.search(corpus[:5], 10)
     assert [hits[0]["id"] for hits in loaded.search(corpus[:5], 1)] == list(papers["id"][:5])
+
+
+def mapped_files() -> set[str]:
+    """Files this process has memory-mapped (Linux)."""
+    return {line.split(maxsplit=5)[5].strip() for line in Path("/proc/self/maps").read_text().splitlines()
+            if len(line.split(maxsplit=5)) == 6}
+
+
+@pytest.mark.parametrize(("kind", "refine"), [("flat", None), ("hnsw", None), ("ivfpq", "flat"), ("ivfpq", "sq8")])
+def test_a_memory_mapped_index_searches_as_the_loaded_one_with_its_vectors_left_in_the_file(
+        corpus: np.ndarray, tmp_path: Path, kind: str, refine: str | None):
+    papers = pd.DataFrame({"id": [f"2601.{i:05d}" for i in range(len(corpus))], "title": "t", "primary_subject": "x"})
+    ivfpq = IvfPqOptions(refine=refine) if refine else None
+    saved = paper_index(corpus, papers, kind=kind, ivfpq=ivfpq).save(tmp_path / "index")
+    index_file = str((saved / "index.faiss").resolve())
+    in_memory = PaperIndex.load(saved)
+    assert index_file not in mapped_files()  # read into memory, the file closed
+    mapped = PaperIndex.load(saved, mmap=True)
+    assert index_file in mapped_files()
+    assert mapped.search(corpus[:20], 10) == in_memory.search(corpus[:20], 10)

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from arxiv_assets.ml.text import paper_texts
+from arxiv_assets.storage.artifacts import ArtifactStore
 from arxiv_assets.storage.releases import Release
 from arxiv_assets.storage.releases import main as releases_cli
 from serving import Settings, create_app
@@ -153,6 +154,18 @@ def test_search_finds_papers_in_the_served_index(client: TestClient, world: Worl
     assert len(body["results"]) == 3
     assert body["results"][0]["score"] >= body["results"][1]["score"] >= body["results"][2]["score"]
     assert client.get("/ready").json()["index"]["vectors"] == len(index_papers)
+    assert client.get("/ready").json()["index"]["memory_mapped"] is False  # read into memory unless asked
+
+
+def test_a_memory_mapped_index_is_searched_from_its_file(world: World, index_papers: pd.DataFrame):
+    with make_client(world.root, index_mmap=True) as client:
+        index = client.get("/ready").json()["index"]
+        assert index["memory_mapped"] is True
+        index_file = ArtifactStore(index["uri"]).local_payload(index["uri"]).resolve() / "index.faiss"
+        assert str(index_file) in Path("/proc/self/maps").read_text()  # the service's own copy, mapped
+        query = paper_texts(index_papers.iloc[[5]])[0][:100]
+        assert client.post("/search", json={"query": query, "k": 1}).json()["results"][0]["id"] == \
+            index_papers.iloc[5]["id"]
 
 
 def test_metrics_count_requests_and_batches(client: TestClient):
