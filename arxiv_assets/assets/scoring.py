@@ -3,8 +3,8 @@ on every slice. The scoring itself is plain code in ``arxiv_assets.ml.evaluation
 
 One multi-asset, because both read the same embeddings and encoding is the expensive part on a
 CPU; each asset is still materialized, shown and checked on its own. A third output, ``evaluation_embeddings``,
-keeps the paper vectors of the models that may be promoted as they are (the fine-tuned one, the served
-one): ``paper_embeddings`` reuses them, so ``make run`` encodes each paper once per model. The quality gates
+keeps the paper vectors of every model scored that promotion may choose (base, fine-tuned, served):
+``paper_embeddings`` reuses them, so ``make run`` encodes each paper once per model. The quality gates
 (``arxiv_assets.ml.evaluation.quality_gates``) are reported as asset checks and written into both
 reports beside the fingerprint of the model they judged and the release it was compared with (the
 current one: ``releases/CURRENT``): ``promoted_model`` reads them from there and, when the
@@ -35,7 +35,7 @@ from arxiv_assets.ml.evaluation import (
 from arxiv_assets.ml.hardware import best_device
 from arxiv_assets.ml.plots import confusion_plot, projection_plot
 from arxiv_assets.ml.splits import papers_in
-from arxiv_assets.ml.variants import model_fingerprint
+from arxiv_assets.ml.variants import model_fingerprint, saved_fingerprint
 from arxiv_assets.profiles import ACTIVE
 from arxiv_assets.resources.releases import Releases
 from arxiv_assets.storage.artifacts import local_payload_of
@@ -75,8 +75,8 @@ def _check_spec(name: str, description: str) -> dg.AssetCheckSpec:
                                           "embeddings (fit on train probe papers, scored on test and new; "
                                           "cross-validated on unseen subjects) beside TF-IDF + LR; confusion."),
         "evaluation_embeddings": dg.AssetOut(kinds={"parquet"}, description="The judged and probe papers' "
-                                             "embeddings by the fine-tuned (and served) model, as paper_embeddings "
-                                             "stores them: it reuses them when that model is promoted."),
+                                             "embeddings by the base, fine-tuned (and served) model, as "
+                                             "paper_embeddings stores them: it reuses the promoted model's."),
     },
     check_specs=[
         *[_check_spec(name, "quality gate (arxiv_assets.ml.evaluation.quality_gates); a failure promotes the base "
@@ -97,9 +97,9 @@ def score_models(context: dg.AssetExecutionContext, config: EvalConfig, releases
     # The served model is scored beside this one unless it is this model or the base (already scored).
     if champion and champion.decision != "base" and champion.model_fingerprint != fingerprint:
         encoders["served"] = load_model(local_payload_of(champion.model_uri), device=device)
-    # The models promotion may keep as they are (the base is re-saved when promoted: other weight files).
-    fingerprints = {"fine-tuned": fingerprint} | ({"served": champion.model_fingerprint} if "served" in encoders
-                                                  else {})
+    # Every model promotion may choose, by the fingerprint it will have: the base is stored re-saved.
+    fingerprints = {"base": saved_fingerprint(encoders["base"]), "fine-tuned": fingerprint} | (
+        {"served": champion.model_fingerprint} if "served" in encoders else {})
     results: dict[str, ModelEvaluation] = {}
     for name, encoder in encoders.items():
         context.log.info(f"encoding every judged paper with the {name} model")

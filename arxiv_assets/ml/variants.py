@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -53,6 +54,14 @@ def model_fingerprint(model_dir: Path) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def saved_fingerprint(model) -> str:
+    """The fingerprint a loaded model has once saved with ``model.save``, as ``promoted_model`` stores the base
+    model (saving is deterministic: the same weights give the same files, whatever max_seq_length says)."""
+    with tempfile.TemporaryDirectory() as directory:
+        model.save(directory)
+        return model_fingerprint(Path(directory))
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,10 @@ def test_a_worse_challenger_keeps_the_champion_and_a_failing_champion_gives_way_
     promoted = _promoted(third)
     assert promoted["promoted"] == "base" and "unseen_subjects_p10_not_below_base" in promoted["failed_gates"]
     base_dir = store.local_payload(promoted["uri"])
+    # the evaluation's vectors of the base are filed under the fingerprint the promoted base has: reusable
+    evaluated = store.load_latest("evaluation_embeddings")
+    assert (evaluated["model_fingerprint"] == model_fingerprint(base_dir)).sum() > 0
+    assert {good_fingerprint, _promoted(third)["evaluated_model_fingerprint"]} <= set(evaluated["model_fingerprint"])
     texts = ["Dark matter halos of dwarf galaxies", "A transformer for low-resource translation"]
     np.testing.assert_allclose(encode(load_model(base_dir), texts), encode(load_model(BUNDLED_BASE_MODEL), texts),
                                atol=1e-5)  # the untrained base model's weights...
