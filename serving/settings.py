@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     min_cosine_reduced: float = 0.98
     # A flat index of 1M papers is 1.5 GB of float vectors, IVF-PQ's float re-ranking copy as much (docs/scale.md).
     index_mmap: bool = Field(default=False, description="Memory-map the index's float vectors from the release's "
-                             "file instead of reading them into memory: pages are read as searches touch them, "
+                             "file instead of reading them into memory: file pages, read as searches touch them, "
                              "shared between processes and reclaimable by the kernel.")
     served_model_name: str = Field(default="arxiv-embeddings", description="The `model` of the OpenAI API.")
 

@@ -230,9 +230,10 @@ class PaperIndex:
     @classmethod
     def load(cls, directory: Path, mmap: bool = False) -> PaperIndex:
         """The index saved in ``directory``; with ``mmap``, its float vectors (a flat index's, HNSW's storage,
-        IVF-PQ's re-ranking copy: nearly all of its bytes) stay in the file, memory-mapped read-only, and only
-        the pages a search touches are read. The kernel may drop them again under memory pressure, and
-        processes serving the same file share them. The file must then stay where it is while the index lives."""
+        IVF-PQ's re-ranking copy: nearly all of its bytes) stay in the file, memory-mapped read-only: file pages
+        the kernel reads as searches touch them, may drop again under memory pressure, and shares between
+        processes mapping the same file, instead of memory of this process. The file must then stay where it
+        is while the index lives."""
         import faiss
 
         directory = Path(directory)
