@@ -10,11 +10,11 @@ export or index out of production even when the release is materialized in anoth
 ``paper_embeddings`` is partitioned by month like ``raw_papers``: each month's kept papers are
 embedded once per model, with the fastest variant of the export that passed its parity checks, and
 stored with their ids, text digests and the model's fingerprint. A month re-materialized for the
-same model reuses its stored vectors (only new or changed papers are encoded), and so do the papers the
-evaluation already encoded with this model (``evaluation_embeddings``: the judged and probe papers, in
-the evaluation's PyTorch precision, which the export's parity checks hold the variants to); a new model
-re-embeds every other paper of every month, as a backfill Dagster can spread over runs. ``faiss_index`` reads those
-vectors and encodes nothing; it refuses vectors of another model.
+same model reuses its stored vectors (only new or changed papers are encoded), and so do the papers
+the evaluation already encoded with this model (``evaluation_embeddings``: the judged and probe papers,
+in the evaluation's PyTorch precision, which the export's parity checks hold the variants to); a new
+model re-embeds every other paper of every month, as a backfill Dagster can spread over runs.
+``faiss_index`` reads those vectors and encodes nothing; it refuses vectors of another model.
 """
 
 import tempfile
