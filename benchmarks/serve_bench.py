@@ -13,6 +13,7 @@ It also checks, in process, that subject-retrieval P@10 of the backend the servi
 stays within 1 point of PyTorch fp32 on real test papers.
 
     python -m benchmarks.serve_bench --search              # POST /search instead, one service per index
+    python -m benchmarks.serve_bench --batching            # batch shapes and encoding lengths, default backend
 
 ``--search`` measures ``/search`` (k = 10, one real abstract as the query) at the same concurrency levels,
 the service on ``--search-backend`` (default ``auto``, its own choice at load), once per ``--search-index
@@ -21,6 +22,11 @@ project's defaults (IVF-PQ: ``IvfPqOptions()``). The vectors are those of ``benc
 bundled papers embedded by the bundled model (``--real-cache``) and noisy copies of them; a copy's sidecar row
 is its seed paper's title and subject under the id ``synthetic-<row>``. Only a table is printed (RESULTS.md is
 left alone).
+
+``--batching`` measures the service's own pick (chosen at load, then pinned) at several ``--batch-shapes``
+(``MAX_BATCH_SIZE`` x ``MAX_BATCH_TOKENS``) for the model released at each of ``--seq-lengths`` tokens (a copy
+whose ``max_seq_length`` is changed, the weights the same), with each length's subject P@10 against PyTorch fp32
+at 256 texts: what the token budget per batch and the encoding length buy and cost. A table is printed only.
 """
 
 from __future__ import annotations
@@ -100,11 +106,14 @@ class Target:
                     process.wait()
 
 
-def our_service(name: str, backend: str, releases_uri: str, endpoint: str = "embeddings") -> Target:
+def our_service(name: str, backend: str, releases_uri: str, endpoint: str = "embeddings",
+                **settings: str) -> Target:
+    """``python -m serving`` on a free port; ``settings``: more ARXIV_SERVING_* variables (max_batch_size="16")."""
     port = free_port()
     env = {**os.environ, "ARXIV_SERVING_RELEASES_URI": releases_uri,
            "ARXIV_SERVING_BACKEND": backend, "ARXIV_SERVING_PORT": str(port), "ARXIV_SERVING_POLL_INTERVAL_S": "0",
-           "ARXIV_SERVING_LOG_LEVEL": "warning", "ARXIV_SERVING_MAX_QUEUE_TEXTS": "1024"}
+           "ARXIV_SERVING_LOG_LEVEL": "warning", "ARXIV_SERVING_MAX_QUEUE_TEXTS": "1024",
+           **{f"ARXIV_SERVING_{key.upper()}": value for key, value in settings.items()}}
     return Target(name, [sys.executable, "-m", "serving"], env, f"http://127.0.0.1:{port}", SERVED_NAME, "/ready",
                   endpoint)
 
@@ -306,6 +315,43 @@ def search_main(args: argparse.Namespace, work: Path) -> None:
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
 
 
+def with_max_seq_length(model_dir: Path, max_seq_length: int, out_dir: Path) -> Path:
+    """A copy of a saved model that encodes ``max_seq_length`` tokens (the weights are the same)."""
+    shutil.copytree(model_dir, out_dir)
+    config = out_dir / "sentence_bert_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "max_seq_length": max_seq_length}))
+    return out_dir
+
+
+def batching_main(args: argparse.Namespace, work: Path) -> None:
+    """The service's default backend at every ``--batch-shapes`` and ``--seq-lengths``; prints a table."""
+    started_load = load_text()
+    machine = machine_line()
+    test = profile_splits(get_profile("default"))
+    test = test[test["split"] == "test"]
+    texts = paper_texts(test.sample(n=min(256, len(test)), random_state=0))
+    targets, p10, backend = [], {}, None
+    for length in args.seq_lengths:
+        print(f"{machine}\nexporting {args.model_dir} at {length} tokens ...", flush=True)
+        export = export_onnx(with_max_seq_length(Path(args.model_dir), length, work / f"model-{length}"),
+                             work / f"export-{length}")
+        releases_uri = publish_release(work, export, f"serve_bench --batching at {length} tokens")
+        # the backend the service picks for the model as released, then pinned for every shape
+        backend = backend or default_backend_info(our_service("ours auto", "auto", releases_uri), work)["backend"]
+        p10[length] = p10_check(export.directory, backend, parity_sample(test, args.p10_papers))
+        for shape in args.batch_shapes:
+            size, tokens = shape.split("x")
+            targets.append(our_service(f"{length} tokens, batch {size} / {tokens} tokens", backend, releases_uri,
+                                       max_batch_size=size, max_batch_tokens=tokens))
+    rows = bench(targets, texts, args.requests, args.rounds, work)
+    print(f"\n{machine} · {flags_line()}; load average when it started: {started_load}\n"
+          f"backend {backend} (the service's pick at load, then pinned), one real abstract per request, "
+          f"{args.requests} requests per cell, {args.rounds} rounds; subject P@10 on {args.p10_papers} test papers "
+          f"(torch-fp32 / {backend}) by encoding length: "
+          f"{ {length: {k: round(v, 4) for k, v in scores.items()} for length, scores in p10.items()} }\n")
+    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", default=resolve_model_source(BUNDLED_BASE_MODEL))
@@ -321,11 +367,17 @@ def main() -> None:
                         help="--search: a .npy of the 2,000 real embeddings (benchmarks.index_scale's --real-cache)")
     parser.add_argument("--search-backend", default="auto",
                         help="--search: the service's backend (auto measures every one at load: minutes on busy cores)")
+    parser.add_argument("--batching", action="store_true",
+                        help="measure the default backend at other batch shapes and encoding lengths instead")
+    parser.add_argument("--batch-shapes", nargs="+", default=["8x2048", "16x4096", "32x8192", "64x16384"],
+                        help="--batching: MAX_BATCH_SIZE x MAX_BATCH_TOKENS of each service")
+    parser.add_argument("--seq-lengths", type=int, nargs="+", default=[256, 128],
+                        help="--batching: max_seq_length the model is released with")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    if args.search:
-        search_main(args, work)  # on failure the servers' logs stay in `work`
+    if args.search or args.batching:
+        (search_main if args.search else batching_main)(args, work)  # on failure the logs stay in `work`
         shutil.rmtree(work, ignore_errors=True)
         return
     started_load = load_text()
