@@ -283,13 +283,18 @@ def search_index(kind: str, n: int, real: np.ndarray, real_papers: pd.DataFrame,
     return out_dir, {"index MB": round(size, 1), "build s": round(seconds, 1), "options": built.meta.get("ivfpq")}
 
 
+def setup() -> tuple[str, str, pd.DataFrame, list[str]]:
+    """The load average and machine line at the start, the default profile's test papers, and the 256 of them
+    (as "title. abstract") every request sends one of."""
+    started_load, machine = load_text(), machine_line()
+    splits = profile_splits(get_profile("default"))
+    test = splits[splits["split"] == "test"]
+    return started_load, machine, test, paper_texts(test.sample(n=min(256, len(test)), random_state=0))
+
+
 def search_main(args: argparse.Namespace, work: Path) -> None:
     """/search latency at every concurrency level, one service per ``--search-index``; prints a table."""
-    started_load = load_text()
-    machine = machine_line()
-    test = profile_splits(get_profile("default"))
-    test = test[test["split"] == "test"]
-    texts = paper_texts(test.sample(n=min(256, len(test)), random_state=0))
+    started_load, machine, _, texts = setup()
     real, _ = real_embeddings(2000, args.real_cache)
     real_papers = pd.read_parquet(BUNDLED_SAMPLE).sample(n=2000, random_state=0)  # the rows real_embeddings embeds
     print(f"{machine}\nexporting {args.model_dir} ...", flush=True)
@@ -325,11 +330,7 @@ def with_max_seq_length(model_dir: Path, max_seq_length: int, out_dir: Path) -> 
 
 def batching_main(args: argparse.Namespace, work: Path) -> None:
     """The service's default backend at every ``--batch-shapes`` and ``--seq-lengths``; prints a table."""
-    started_load = load_text()
-    machine = machine_line()
-    test = profile_splits(get_profile("default"))
-    test = test[test["split"] == "test"]
-    texts = paper_texts(test.sample(n=min(256, len(test)), random_state=0))
+    started_load, machine, test, texts = setup()
     targets, p10, backend = [], {}, None
     for length in args.seq_lengths:
         print(f"{machine}\nexporting {args.model_dir} at {length} tokens ...", flush=True)
@@ -341,7 +342,7 @@ def batching_main(args: argparse.Namespace, work: Path) -> None:
         p10[length] = p10_check(export.directory, backend, parity_sample(test, args.p10_papers))
         for shape in args.batch_shapes:
             size, tokens = shape.split("x")
-            targets.append(our_service(f"{length} tokens, batch {size} / {tokens} tokens", backend, releases_uri,
+            targets.append(our_service(f"{length} tokens, batch {size}x{tokens}", backend, releases_uri,
                                        max_batch_size=size, max_batch_tokens=tokens))
     rows = bench(targets, texts, args.requests, args.rounds, work)
     print(f"\n{machine} · {flags_line()}; load average when it started: {started_load}\n"
@@ -380,11 +381,7 @@ def main() -> None:
         (search_main if args.search else batching_main)(args, work)  # on failure the logs stay in `work`
         shutil.rmtree(work, ignore_errors=True)
         return
-    started_load = load_text()
-    machine = machine_line()
-    test = profile_splits(get_profile("default"))
-    test = test[test["split"] == "test"]
-    texts = paper_texts(test.sample(n=min(256, len(test)), random_state=0))
+    started_load, machine, test, texts = setup()
     print(f"{machine}\nexporting {args.model_dir} ...", flush=True)
     export = export_onnx(Path(args.model_dir), work / "export")
     # the model under test, released as the pipeline would release it
