@@ -5,9 +5,9 @@
     python -m benchmarks.serve_bench --requests 48 --no-write
 
 Every server runs on 127.0.0.1 as its own process and gets the same OpenAI-style requests (one real
-arXiv "title. abstract" per request, JSON floats back), at concurrency 1, 8 and 32, a bounded number
-of requests per level after a warm-up. infinity-emb runs from its own virtualenv
-(``.bench-venvs/infinity``: it pins older numpy / sentence-transformers), on its torch engine. The
+arXiv "title. abstract" per request, JSON floats back, or base64 with ``--encoding-format base64``), at
+concurrency 1, 8 and 32, a bounded number of requests per level after a warm-up. infinity-emb runs from its
+own virtualenv (``.bench-venvs/infinity``: it pins older numpy / sentence-transformers), on its torch engine. The
 load average is recorded next to each series: other processes on a shared machine slow everything.
 It also checks, in process, that subject-retrieval P@10 of the backend the service picks by default
 stays within 1 point of PyTorch fp32 on real test papers.
@@ -85,6 +85,7 @@ class Target:
     model: str  # the `model` field of the request
     ready_path: str
     endpoint: str = "embeddings"  # what run_level posts: "embeddings" (OpenAI-style) or "search" (ours only)
+    encoding_format: str = "float"  # of the embeddings asked for: "float" (JSON numbers) or "base64"
 
     @contextmanager
     def running(self, log: Path):
@@ -164,7 +165,7 @@ async def run_level(target: Target, texts: list[str], concurrency: int,
     def body(text: str) -> dict:
         if target.endpoint == "search":
             return {"query": text, "k": 10}
-        return {"model": target.model, "input": [text], "encoding_format": "float"}
+        return {"model": target.model, "input": [text], "encoding_format": target.encoding_format}
 
     latencies: list[float] = []
     failures = 0
@@ -368,6 +369,8 @@ def main() -> None:
                         help="--search: a .npy of the 2,000 real embeddings (benchmarks.index_scale's --real-cache)")
     parser.add_argument("--search-backend", default="auto",
                         help="--search: the service's backend (auto measures every one at load: minutes on busy cores)")
+    parser.add_argument("--encoding-format", choices=["float", "base64"], default="float",
+                        help="how every server returns embeddings (base64: no JSON numbers to write and parse)")
     parser.add_argument("--batching", action="store_true",
                         help="measure the default backend at other batch shapes and encoding lengths instead")
     parser.add_argument("--batch-shapes", nargs="+", default=["8x2048", "16x4096", "32x8192", "64x16384"],
@@ -397,6 +400,8 @@ def main() -> None:
         if not INFINITY_BIN.exists():
             sys.exit(f"{INFINITY_BIN} is missing: create .bench-venvs/infinity (see docs/serving.md)")
         targets.append(infinity(legacy_copy(Path(args.model_dir), work / "legacy-model")))
+    for target in targets:
+        target.encoding_format = args.encoding_format
     rows = bench(targets, texts, args.requests, args.rounds, work)
 
     p10 = p10_check(export.directory, default_backend, parity_sample(test, args.p10_papers))
@@ -410,12 +415,13 @@ def main() -> None:
 
     measured = ", ".join(f"{m['backend']} x{m['threads']} {m['texts_per_s'] or 0:.1f} texts/s "
                          f"(min cos {m['min_cosine'] or 0:.4f})" for m in auto["backend_measurements"])
+    vectors_as = "base64" if args.encoding_format == "base64" else "JSON floats"
     report = f"""## Serving: texts/s and latency behind the service vs infinity-emb ({date.today()})
 
 {machine}; load average when it started: {started_load}. Model: `{args.model_dir}`
 (all-MiniLM-L6-v2 or a fine-tune of it), max_seq_length {auto['max_seq_length']}, one real arXiv
 "title. abstract" per request
-(OpenAI-style JSON, float vectors back), {args.requests} requests per cell after a warm-up, client on the
+(OpenAI-style JSON, vectors back as {vectors_as}), {args.requests} requests per cell after a warm-up, client on the
 same 2 cores. All servers up at once, cells interleaved across servers and run {args.rounds} times: texts/s is
 the median of the rounds, p50/p99 over all their requests, 1-min load at the start of each round.
 Ours: `python -m serving` with the backend pinned (threads: 1 or 2, measured at load),
