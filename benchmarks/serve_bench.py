@@ -86,12 +86,19 @@ class Target:
     ready_path: str
     endpoint: str = "embeddings"  # what run_level posts: "embeddings" (OpenAI-style) or "search" (ours only)
     encoding_format: str = "float"  # of the embeddings asked for: "float" (JSON numbers) or "base64"
+    pid: int | None = None  # the server's process while it runs
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, every thread) the server's process has used so far."""
+        user, system = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]
+        return (int(user) + int(system)) / os.sysconf("SC_CLK_TCK")
 
     @contextmanager
     def running(self, log: Path):
         with log.open("w") as out:
             process = subprocess.Popen(self.command, env=self.env, cwd=PROJECT_ROOT, stdout=out,
                                        stderr=subprocess.STDOUT)
+            self.pid = process.pid
             try:
                 try:
                     wait_for_http(self.url + self.ready_path, timeout_s=300, process=process)
@@ -200,13 +207,15 @@ def bench(targets: list[Target], texts: list[str], requests: int, rounds: int, l
         for round_ in range(rounds):
             for concurrency in CONCURRENCY:
                 for target in targets:
-                    load = os.getloadavg()[0]
+                    load, cpu = os.getloadavg()[0], target.cpu_seconds()
                     latencies, wall, failures = asyncio.run(
                         run_level(target, texts, concurrency, max(requests, 2 * concurrency)))
+                    cpu = target.cpu_seconds() - cpu
                     cell = cells.setdefault((target.name, concurrency), {"latencies": [], "rates": [], "loads": [],
-                                                                         "failed": 0})
+                                                                         "failed": 0, "cpu_rates": []})
                     cell["latencies"] += latencies
                     cell["rates"].append(len(latencies) / wall)
+                    cell["cpu_rates"].append(len(latencies) / cpu if cpu > 0 else float("nan"))
                     cell["loads"].append(load)
                     cell["failed"] += failures
                     print(f"round {round_ + 1} {target.name:22s} c={concurrency:<3d} {len(latencies) / wall:6.1f} "
@@ -214,6 +223,8 @@ def bench(targets: list[Target], texts: list[str], requests: int, rounds: int, l
                           f"{1000 * np.percentile(latencies, 99):6.0f} ms  load {load:.2f}", flush=True)
     return [{"server": name, "concurrency": concurrency,
              "texts/s": float(np.median(cell["rates"])),
+             # the server's own CPU per text: what it would serve on cores of its own, the load generator elsewhere
+             "texts per CPU-s": float(np.median(cell["cpu_rates"])),
              "p50 ms": 1000 * float(np.percentile(cell["latencies"], 50)),
              "p99 ms": 1000 * float(np.percentile(cell["latencies"], 99)),
              "failed": cell["failed"],
@@ -408,9 +419,10 @@ def main() -> None:
     diff = 100 * (p10[default_backend] - p10["torch-fp32"])
     table = pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f")
     top = max(CONCURRENCY)
-    rate = {row["server"].split(" (")[0]: row["texts/s"] for row in rows if row["concurrency"] == top}
 
-    def ratio(backend: str, reference: str) -> float:  # nan where either was not benchmarked (--skip-infinity)
+    def ratio(backend: str, reference: str, column: str = "texts/s") -> float:
+        """At the top concurrency; nan where either was not benchmarked (--skip-infinity)."""
+        rate = {row["server"].split(" (")[0]: row[column] for row in rows if row["concurrency"] == top}
         return rate.get(f"ours {backend}", float("nan")) / rate.get(reference, float("nan"))
 
     measured = ", ".join(f"{m['backend']} x{m['threads']} {m['texts_per_s'] or 0:.1f} texts/s "
@@ -423,7 +435,9 @@ def main() -> None:
 "title. abstract" per request
 (OpenAI-style JSON, vectors back as {vectors_as}), {args.requests} requests per cell after a warm-up, client on the
 same 2 cores. All servers up at once, cells interleaved across servers and run {args.rounds} times: texts/s is
-the median of the rounds, p50/p99 over all their requests, 1-min load at the start of each round.
+the median of the rounds, p50/p99 over all their requests, 1-min load at the start of each round; texts
+per CPU-s divides the texts served by the CPU time the server's process used meanwhile (the median of the
+rounds): what it would serve on cores of its own, the load generator on others.
 Ours: `python -m serving` with the backend pinned (threads: 1 or 2, measured at load),
 dynamic batching (32 texts / 8192 padded tokens, 5 ms wait); infinity-emb 0.0.78, torch engine, batch
 size 32, in its own venv. Run: `python -m benchmarks.serve_bench`.
@@ -439,7 +453,8 @@ size 32, in its own venv. Run: `python -m benchmarks.serve_bench`.
   1 point of PyTorch fp32.
 - At concurrency {top}: the default backend serves {ratio(default_backend, "ours torch-fp32"):.2f}x the texts/s
   of PyTorch fp32 behind the same service and {ratio(default_backend, "infinity-emb torch"):.2f}x infinity-emb's
-  (targets: 3x each).
+  (targets: 3x each). Per CPU-second of the server's own process: {ratio(default_backend, "ours torch-fp32",
+  "texts per CPU-s"):.2f}x and {ratio(default_backend, "infinity-emb torch", "texts per CPU-s"):.2f}x.
 - The service measures 1 thread vs all cores at load: on shared, loaded cores one thread can beat two.
 """
     print("\n" + report)
