@@ -81,6 +81,7 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "mnrl-no-duplicates": (HALF_PAIRS, {"loss": "mnrl", **PLAIN}),
     "lr-1e-4": (HALF_PAIRS, {"learning_rate": 1e-4, **PLAIN}),
     "lr-2e-5": (HALF_PAIRS, {"learning_rate": 2e-5, **PLAIN}),
+    "lr-2e-5-6000-interpolated": ({}, {"learning_rate": 2e-5}),  # the default's pairs and averaging, lr / 2.5
     "gist": (HALF_PAIRS, {"loss": "gist", **PLAIN}),
     "no-subject-names": ({**HALF_PAIRS, "subject_fraction": 0.0, "title_abstract_fraction": 0.5}, PLAIN),
     # Title -> abstract and paper -> paper, half each, no subject names.
