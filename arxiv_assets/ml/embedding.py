@@ -107,28 +107,29 @@ def embed_papers(ids: Sequence[str], texts: Sequence[str], encode_texts: Callabl
     A row of ``previous`` is reused when its paper, text and model are the same, so re-running over a
     month already embedded by this model encodes nothing; everything else goes through ``encode_texts``.
     """
-    frame = pd.DataFrame({"id": list(ids), "text_sha256": [text_digest(t) for t in texts],
-                          "model_fingerprint": model_fingerprint})
-    vectors: list[np.ndarray | None] = [None] * len(frame)
+    ids, digests = list(ids), [text_digest(t) for t in texts]
+    vectors: list[np.ndarray | None] = [None] * len(ids)
     if previous is not None and not previous.empty:
         valid = previous[previous["model_fingerprint"] == model_fingerprint]
         known = dict(zip(zip(valid["id"], valid["text_sha256"], strict=True), valid["embedding"], strict=True))
-        vectors = [known.get(key) for key in zip(frame["id"], frame["text_sha256"], strict=True)]
+        vectors = [known.get(key) for key in zip(ids, digests, strict=True)]
     todo = [i for i, vector in enumerate(vectors) if vector is None]
     if todo:
         encoded = encode_texts([texts[i] for i in todo])
         for i, vector in zip(todo, encoded, strict=True):
             vectors[i] = vector
-    frame["embedding"] = [np.asarray(v, dtype=np.float32) for v in vectors]
-    return frame, len(todo)
+    return _embedding_frame(ids, digests, vectors, model_fingerprint), len(todo)
 
 
-def embedding_rows(ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray,
+def embedding_rows(ids: Sequence[str], texts: Sequence[str], vectors: Sequence[np.ndarray],
                    model_fingerprint: str) -> pd.DataFrame:
     """``EMBEDDING_COLUMNS`` rows for papers already encoded (``vectors[i]`` is ``texts[i]``'s): what
     ``embed_papers`` accepts as ``previous``, so vectors made elsewhere (the evaluation) are not made twice."""
-    return pd.DataFrame({"id": list(ids), "text_sha256": [text_digest(t) for t in texts],
-                         "model_fingerprint": model_fingerprint,
+    return _embedding_frame(list(ids), [text_digest(t) for t in texts], vectors, model_fingerprint)
+
+
+def _embedding_frame(ids: list[str], digests: list[str], vectors: Sequence, model_fingerprint: str) -> pd.DataFrame:
+    return pd.DataFrame({"id": ids, "text_sha256": digests, "model_fingerprint": model_fingerprint,
                          "embedding": [np.asarray(v, dtype=np.float32) for v in vectors]})
 
 

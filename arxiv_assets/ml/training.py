@@ -255,14 +255,16 @@ def train(
     train_dataset = _training_sets(pairs, settings)
     eval_dataset = _training_sets(eval_pairs, settings)
     distillation = None
+    own_losses: dict[str, Any] = {}  # kind -> its loss, for a dataset that is not pairs (the rest: the pairs' loss)
     if settings.teacher_model is not None:
         if not isinstance(train_dataset, dict) or train_papers is None:
             raise ValueError("distillation (teacher_model) needs multi_dataset training and the train papers")
-        from arxiv_assets.ml.distillation import TEACHER_KIND, teacher_set
+        from arxiv_assets.ml.distillation import TEACHER_KIND, InBatchSimilarityDistillLoss, teacher_set
 
         distillation = teacher_set(train_papers, settings.teacher_papers, settings.teacher_model, device, precision,
                                    train_seq_length, settings.seed)
         train_dataset[TEACHER_KIND] = distillation.dataset
+        own_losses[TEACHER_KIND] = InBatchSimilarityDistillLoss(model)
     if isinstance(train_dataset, dict):  # the trainer wants an eval set for every loss, and nothing else
         eval_dataset = {kind: eval_dataset[kind] for kind in train_dataset if kind in eval_dataset}
         if set(eval_dataset) != set(train_dataset):
@@ -312,11 +314,7 @@ def train(
     )
     loss = _loss(settings.loss, model, settings.base_model, device)
     if isinstance(train_dataset, dict):
-        loss = {kind: loss for kind in train_dataset}
-        if distillation is not None:
-            from arxiv_assets.ml.distillation import TEACHER_KIND, InBatchSimilarityDistillLoss
-
-            loss[TEACHER_KIND] = InBatchSimilarityDistillLoss(model)
+        loss = {kind: own_losses.get(kind, loss) for kind in train_dataset}
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, loss=loss,
         evaluator=evaluator,
