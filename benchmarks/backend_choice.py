@@ -25,8 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, resolve_model_source
-from arxiv_assets.ml.export import export_onnx
-from benchmarks.common import flags_line, machine_line
+from benchmarks.common import export_as_released, flags_line, machine_line
 from serving.backends import CLEAR_ADVANTAGE, OUT_OF_REACH, PREFERENCE, Measurement, choose_backend
 from serving.settings import Settings
 
@@ -49,7 +48,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="backend-choice-"))
     machine = f"{machine_line()} · {flags_line()}"
     print(f"{machine}\nexporting {args.model_dir} ...", flush=True)
-    export = export_onnx(Path(args.model_dir), work / "export")
+    export = export_as_released(Path(args.model_dir), work / "export")
     rows, reasons = [], []
     for start in range(1, args.starts + 1):
         started = time.perf_counter()

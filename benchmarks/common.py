@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from arxiv_assets.ml.export import calibration_texts, export_onnx
 from arxiv_assets.ml.hardware import cpu_flags
 from arxiv_assets.ml.splits import make_splits
-from arxiv_assets.profiles import Profile
+from arxiv_assets.ml.variants import ModelExport
+from arxiv_assets.profiles import Profile, get_profile
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
 
 # The CPU flags that decide precisions and backends here: every figure is printed with those this CPU has.
@@ -34,3 +36,8 @@ def machine_line() -> str:
 def profile_splits(profile: Profile) -> pd.DataFrame:
     """The bundled sample split exactly as the pipeline's ``splits`` asset does for this profile."""
     return make_splits(pd.read_parquet(BUNDLED_SAMPLE), profile.splits).papers
+
+
+def export_as_released(model_dir: Path, out_dir: Path) -> ModelExport:
+    """``model_dir`` exported as ``onnx_model`` exports it: every variant, OpenVINO's calibrated on train papers."""
+    return export_onnx(model_dir, out_dir, calibration_texts=calibration_texts(profile_splits(get_profile("default"))))

@@ -50,17 +50,16 @@ import numpy as np
 import pandas as pd
 
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, resolve_model_source
-from arxiv_assets.ml.export import OnnxExport, export_onnx
 from arxiv_assets.ml.index import IvfPqOptions, paper_index
 from arxiv_assets.ml.metrics import subject_retrieval
 from arxiv_assets.ml.text import paper_texts
-from arxiv_assets.ml.variants import load_variant, parity_sample, timed_encode
+from arxiv_assets.ml.variants import ModelExport, load_variant, parity_sample, timed_encode
 from arxiv_assets.profiles import get_profile
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
 from arxiv_assets.storage.artifacts import ArtifactStore
 from arxiv_assets.storage.releases import Release, ReleaseStore
 from arxiv_assets_tests.net import free_port, wait_for_http
-from benchmarks.common import flags_line, machine_line, profile_splits
+from benchmarks.common import export_as_released, flags_line, machine_line, profile_splits
 from benchmarks.index_scale import NOISE, real_embeddings, synthetic_corpus
 from serving.settings import Settings
 
@@ -262,7 +261,7 @@ def write_section(text: str) -> None:
         RESULTS.write_text("# Benchmark results\n\n" + section)
 
 
-def publish_release(work: Path, export: OnnxExport, reason: str, index_dir: Path | None = None) -> str:
+def publish_release(work: Path, export: ModelExport, reason: str, index_dir: Path | None = None) -> str:
     """A release of ``export`` (and the saved index ``index_dir``, which publishing consumes) in a new directory
     under ``work`` (its own artifact store: one store would prune older releases' versions), published as the
     pipeline publishes one; returns the releases URI the service reads."""
@@ -310,7 +309,7 @@ def search_main(args: argparse.Namespace, work: Path) -> None:
     real, _ = real_embeddings(2000, args.real_cache)
     real_papers = pd.read_parquet(BUNDLED_SAMPLE).sample(n=2000, random_state=0)  # the rows real_embeddings embeds
     print(f"{machine}\nexporting {args.model_dir} ...", flush=True)
-    export = export_onnx(Path(args.model_dir), work / "export")
+    export = export_as_released(Path(args.model_dir), work / "export")
     targets, built = [], {}
     for spec in args.search_index:
         kind, n = spec.split(":")
@@ -346,7 +345,7 @@ def batching_main(args: argparse.Namespace, work: Path) -> None:
     targets, p10, backend = [], {}, None
     for length in args.seq_lengths:
         print(f"{machine}\nexporting {args.model_dir} at {length} tokens ...", flush=True)
-        export = export_onnx(with_max_seq_length(Path(args.model_dir), length, work / f"model-{length}"),
+        export = export_as_released(with_max_seq_length(Path(args.model_dir), length, work / f"model-{length}"),
                              work / f"export-{length}")
         releases_uri = publish_release(work, export, f"serve_bench --batching at {length} tokens")
         # the backend the service picks for the model as released, then pinned for every shape
@@ -397,7 +396,7 @@ def main() -> None:
         return
     started_load, machine, test, texts = setup()
     print(f"{machine}\nexporting {args.model_dir} ...", flush=True)
-    export = export_onnx(Path(args.model_dir), work / "export")
+    export = export_as_released(Path(args.model_dir), work / "export")
     # the model under test, released as the pipeline would release it
     releases_uri = publish_release(work, export, f"serve_bench of {args.model_dir}")
 
@@ -405,7 +404,7 @@ def main() -> None:
     default_backend = auto["backend"]
     print(f"the service picks {default_backend}: {auto['backend_measurements']}", flush=True)
     # the service's own pick is benchmarked too when it is none of these (torch-bf16 on AMX / AVX512-BF16 CPUs)
-    pinned = dict.fromkeys(("torch-fp32", "onnx-fp32", "onnx-int8", default_backend))
+    pinned = dict.fromkeys(("torch-fp32", "onnx-fp32", "onnx-int8", "openvino-int8", default_backend))
     targets = [our_service(f"ours {b}", b, releases_uri) for b in pinned]
     if not args.skip_infinity:
         if not INFINITY_BIN.exists():

@@ -1,4 +1,5 @@
-"""Inference backends (ONNX Runtime fp32/int8, PyTorch fp32/bf16/fp16) and choosing one by measuring.
+"""Inference backends (ONNX Runtime fp32/int8, OpenVINO static int8, PyTorch fp32/bf16/fp16) and choosing one
+by measuring.
 
 Which backend is fastest depends on the CPU: int8 needs VNNI to shine, bf16 needs AMX or
 AVX512-BF16 (emulated bf16 is several times slower than fp32). So at load the service measures
@@ -23,8 +24,8 @@ import numpy as np
 
 from arxiv_assets.ml.hardware import cpu_has_fast_bf16
 from arxiv_assets.ml.variants import (
-    ONNX_VARIANTS,
     REFERENCE_VARIANT,
+    ModelExport,
     ParityStats,
     encode_variant,
     is_onnx_export,
@@ -69,7 +70,7 @@ def available_backends(model_dir: Path) -> list[str]:
 
     names = [REFERENCE_VARIANT]
     if is_onnx_export(model_dir):
-        names += list(ONNX_VARIANTS)
+        names += list(ModelExport.read(model_dir).variants)
     if torch.cuda.is_available():
         names += ["torch-fp16", "torch-bf16"]
     elif cpu_has_fast_bf16():
@@ -84,9 +85,12 @@ def set_torch_threads(threads: int) -> None:
 
 
 def load_backend(model_dir: Path, name: str, threads: int) -> Backend:
-    if name.startswith("onnx") and not is_onnx_export(model_dir):
-        raise BackendError(f"backend {name} needs an onnx_model artifact; {model_dir} has no ONNX export "
+    if not name.startswith("torch") and not is_onnx_export(model_dir):
+        raise BackendError(f"backend {name} needs an onnx_model artifact; {model_dir} has no export "
                            f"(materialize onnx_model, or choose a torch backend)")
+    if not name.startswith("torch") and name not in available_backends(model_dir):
+        raise BackendError(f"backend {name} is not in the export {model_dir} (made before it existed); "
+                           f"choose one of {available_backends(model_dir)}")
     if name not in available_backends(model_dir) and name.startswith("torch") and name != REFERENCE_VARIANT:
         raise BackendError(f"backend {name} is not fast on this machine (no CUDA, no native bf16); "
                            f"choose one of {available_backends(model_dir)}")
@@ -111,9 +115,10 @@ def probe_texts(n: int) -> tuple[str, ...]:
 
 CLEAR_ADVANTAGE = 0.10  # a candidate wins on speed alone only when it is more than 10% faster
 # Among candidates within CLEAR_ADVANTAGE of the fastest, the first in this order wins: the more precise
-# first (fp32, then fp16's 10-bit and bf16's 7-bit mantissas, then int8), and of two fp32 backends the
+# first (fp32, then fp16's 10-bit and bf16's 7-bit mantissas, then int8: OpenVINO's static int8 before ONNX
+# Runtime's dynamic int8, closer to fp32 on every slice measured, RESULTS.md), and of two fp32 backends the
 # reference itself; then fewer threads (steadier on cores shared with other processes).
-PREFERENCE: tuple[str, ...] = ("torch-fp32", "onnx-fp32", "torch-fp16", "torch-bf16", "onnx-int8")
+PREFERENCE: tuple[str, ...] = ("torch-fp32", "onnx-fp32", "torch-fp16", "torch-bf16", "openvino-int8", "onnx-int8")
 OUT_OF_REACH = 2.0  # a candidate at under half the leader's best round is not timed again
 
 

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from arxiv_assets.storage.releases import default_releases_uri
 
-BackendName = Literal["auto", "onnx-int8", "onnx-fp32", "torch-fp32", "torch-bf16", "torch-fp16"]
+BackendName = Literal["auto", "openvino-int8", "onnx-int8", "onnx-fp32", "torch-fp32", "torch-bf16", "torch-fp16"]
 
 
 class Settings(BaseSettings):

@@ -25,19 +25,22 @@ from typing import Literal
 import dagster as dg
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from arxiv_assets.assets.data import monthly_partitions
 from arxiv_assets.deployments import embedding_backfill_policy
 from arxiv_assets.ml.embedding import embed_papers, embedding_matrix, text_digest
-from arxiv_assets.ml.export import DEFAULT_QUANTIZED_OPERATORS, export_onnx
+from arxiv_assets.ml.export import DEFAULT_QUANTIZED_OPERATORS, calibration_texts, export_onnx
 from arxiv_assets.ml.hardware import best_device
 from arxiv_assets.ml.index import HnswOptions, IvfPqOptions, choose_kind, held_out_rows, paper_index, recall_at_k
 from arxiv_assets.ml.metrics import subject_retrieval
 from arxiv_assets.ml.splits import SPLITS, month_key, papers_by_month
 from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.ml.variants import (
+    ONNX_VARIANTS,
+    OPENVINO_VARIANT,
     REFERENCE_VARIANT,
-    OnnxExport,
+    ModelExport,
     ParityStats,
     encode_variant,
     load_variant,
@@ -54,14 +57,20 @@ ONNX_CHECKS = {
     "onnx_fp32_parity": "every parity text's fp32 ONNX embedding has cosine >= min_cosine_fp32 to PyTorch",
     "onnx_int8_parity": "every parity text's int8 ONNX embedding has cosine >= min_cosine_int8 to PyTorch",
     "onnx_int8_p_at_10": "int8 ONNX subject-retrieval P@10 is within max_p10_diff_points of PyTorch's",
+    "openvino_int8_parity": "every parity text's OpenVINO static int8 embedding has cosine >= min_cosine_int8 "
+                            "to PyTorch",
+    "openvino_int8_p_at_10": "OpenVINO static int8 subject-retrieval P@10 is within max_p10_diff_points of "
+                             "PyTorch's",
 }
-ONNX_VARIANTS_MEASURED = (REFERENCE_VARIANT, "onnx-fp32", "onnx-int8")
-PARITY_CHECKS: dict[str, str] = {"onnx-fp32": "onnx_fp32_parity", "onnx-int8": "onnx_int8_parity"}  # variant -> check
+VARIANTS_MEASURED = (REFERENCE_VARIANT, *ONNX_VARIANTS, OPENVINO_VARIANT)
+PARITY_CHECKS: dict[str, str] = {"onnx-fp32": "onnx_fp32_parity", "onnx-int8": "onnx_int8_parity",
+                                 OPENVINO_VARIANT: "openvino_int8_parity"}  # variant -> check
+P_AT_10_CHECKS: dict[str, str] = {"onnx-int8": "onnx_int8_p_at_10", OPENVINO_VARIANT: "openvino_int8_p_at_10"}
 # The checks a variant must have passed to embed papers (the PyTorch fp32 reference needs none).
 VARIANT_CHECKS: dict[str, tuple[str, ...]] = {
     REFERENCE_VARIANT: (),
-    "onnx-fp32": (PARITY_CHECKS["onnx-fp32"],),
-    "onnx-int8": (PARITY_CHECKS["onnx-int8"], "onnx_int8_p_at_10"),
+    **{variant: (check, *((P_AT_10_CHECKS[variant],) if variant in P_AT_10_CHECKS else ()))
+       for variant, check in PARITY_CHECKS.items()},
 }
 
 
@@ -72,8 +81,11 @@ class OnnxModelConfig(dg.Config):
     quantization_target: Literal["auto", "arm64", "avx2", "avx512", "avx512_vnni"] = "auto"  # auto: this CPU's
     quantized_operators: list[str] = list(DEFAULT_QUANTIZED_OPERATORS)
     min_cosine_fp32: float = 0.999
-    min_cosine_int8: float = 0.98
+    min_cosine_int8: float = 0.98  # both int8 variants
     max_p10_diff_points: float = 1.0
+    # Train-split papers whose activations calibrate the OpenVINO static int8 variant (none of them is a
+    # parity text: those are test papers).
+    calibration_texts: int = Field(default=300, ge=1)
 
 
 @dg.asset(
@@ -84,19 +96,22 @@ class OnnxModelConfig(dg.Config):
 )
 def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promoted_model: Path,
                splits: pd.DataFrame):
-    """The promoted model exported to ONNX (fp32) and dynamically quantized to int8 for this CPU, next to its
-    PyTorch weights; every variant's embeddings, P@10 and speed measured on real test papers."""
+    """The promoted model exported to ONNX (fp32), dynamically quantized to int8 for this CPU, and statically
+    quantized to int8 for OpenVINO (calibrated on train papers), next to its PyTorch weights; every variant's
+    embeddings, P@10 and speed measured on real test papers."""
     sample = parity_sample(splits, config.parity_texts)
     texts, subjects = paper_texts(sample), sample["primary_subject"].tolist()
+    calibration = calibration_texts(splits, config.calibration_texts)
     out_dir = Path(tempfile.mkdtemp(prefix="onnx-model-"))  # the IO manager stores it, then deletes it
     target = None if config.quantization_target == "auto" else config.quantization_target
     export = export_onnx(promoted_model, out_dir, target=target,
-                         quantized_operators=config.quantized_operators)
-    context.log.info(f"exported {out_dir} in {export.export_seconds:.1f}s (int8 config {export.quantization_target})")
+                         quantized_operators=config.quantized_operators, calibration_texts=calibration)
+    context.log.info(f"exported {out_dir} in {export.export_seconds:.1f}s (int8 config {export.quantization_target}; "
+                     f"OpenVINO int8 calibrated on {len(calibration)} train papers)")
 
     vectors: dict[str, np.ndarray] = {}
     rows: dict[str, dict[str, float]] = {}
-    for variant in ONNX_VARIANTS_MEASURED:
+    for variant in VARIANTS_MEASURED:
         encoder = load_variant(out_dir, variant, threads=config.threads)
         vectors[variant], texts_per_s = timed_encode(encoder, variant, texts, config.batch_size)
         max_seq_length = int(encoder.max_seq_length)
@@ -105,13 +120,14 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promo
                          "P@10": subject_retrieval(vectors[variant], subjects).micro["P@10"]}
         context.log.info(f"{variant}: {texts_per_s:.1f} texts/s, P@10 {rows[variant]['P@10']:.4f}")
     reference = vectors[REFERENCE_VARIANT]
-    parity = {v: ParityStats.of(reference, vectors[v]) for v in ONNX_VARIANTS_MEASURED}
+    parity = {v: ParityStats.of(reference, vectors[v]) for v in VARIANTS_MEASURED}
     sizes = export.file_sizes()
     for variant, row in rows.items():
         row.update(min_cosine=parity[variant].min_cosine, mean_cosine=parity[variant].mean_cosine,
                    speedup=row["texts_per_s"] / rows[REFERENCE_VARIANT]["texts_per_s"], mb=sizes[variant] / 2**20)
-    p10_diff_points = 100 * (rows["onnx-int8"]["P@10"] - rows[REFERENCE_VARIANT]["P@10"])
-    thresholds = {"onnx-fp32": config.min_cosine_fp32, "onnx-int8": config.min_cosine_int8}
+    thresholds = {"onnx-fp32": config.min_cosine_fp32, "onnx-int8": config.min_cosine_int8,
+                  OPENVINO_VARIANT: config.min_cosine_int8}
+    p10_diff_points = {v: 100 * (rows[v]["P@10"] - rows[REFERENCE_VARIANT]["P@10"]) for v in P_AT_10_CHECKS}
     check_results = [
         *(dg.AssetCheckResult(
             check_name=check_name, passed=parity[variant].min_cosine >= thresholds[variant],
@@ -119,11 +135,11 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promo
                       "mean_cosine": parity[variant].mean_cosine, "threshold": thresholds[variant],
                       "texts": len(texts)},
         ) for variant, check_name in PARITY_CHECKS.items()),
-        dg.AssetCheckResult(
-            check_name="onnx_int8_p_at_10", passed=abs(p10_diff_points) <= config.max_p10_diff_points,
-            metadata={"torch_fp32_P@10": rows[REFERENCE_VARIANT]["P@10"], "onnx_int8_P@10": rows["onnx-int8"]["P@10"],
-                      "diff_points": p10_diff_points, "max_diff_points": config.max_p10_diff_points},
-        ),
+        *(dg.AssetCheckResult(
+            check_name=check_name, passed=abs(p10_diff_points[variant]) <= config.max_p10_diff_points,
+            metadata={"torch_fp32_P@10": rows[REFERENCE_VARIANT]["P@10"], f"{variant}_P@10": rows[variant]["P@10"],
+                      "diff_points": p10_diff_points[variant], "max_diff_points": config.max_p10_diff_points},
+        ) for variant, check_name in P_AT_10_CHECKS.items()),
     ]
     write_checks(out_dir, export.source_fingerprint, {c.check_name: c.passed for c in check_results},
                  {"variants": rows})
@@ -131,8 +147,9 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promo
     yield dg.Output(out_dir, metadata={
         "variants": markdown_table(pd.DataFrame(rows).T, floatfmt=".4f"),
         **{f"{v}_texts_per_s": round(row["texts_per_s"], 2) for v, row in rows.items()},
-        **{f"{v}_bytes": sizes[v] for v in ONNX_VARIANTS_MEASURED},
+        **{f"{v}_bytes": sizes[v] for v in VARIANTS_MEASURED},
         "quantization_target": export.quantization_target,
+        "openvino_calibration_texts": export.openvino_calibration_texts,
         "quantized_operators": dg.MetadataValue.json(list(export.quantized_operators)),
         "activation_matmuls_kept_fp32": export.excluded_nodes,
         "parity_texts": len(texts),
@@ -146,13 +163,14 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promo
 class PaperEmbeddingsConfig(dg.Config):
     # auto: on a CPU the fastest variant (by onnx_model's measurement) whose parity checks passed; on CUDA
     # PyTorch fp32 on the GPU (the ONNX variants are CPU builds)
-    variant: Literal["auto", "torch-fp32", "onnx-fp32", "onnx-int8"] = "auto"
+    variant: Literal["auto", "torch-fp32", "onnx-fp32", "onnx-int8", "openvino-int8"] = "auto"
     batch_size: int = 64
     threads: int | None = None  # intra-op threads; None: the runtime's default
 
 
 def embedding_variant(checks: dict, requested: str, device: str) -> str:
     """The variant that embeds papers: ``requested`` if its checks passed, else (``auto``) the fastest that passed."""
+    # An export made before a variant existed has no checks for it, so it does not pass them.
     passed = [v for v, needed in VARIANT_CHECKS.items() if all(checks["checks"].get(c, False) for c in needed)]
     if requested != "auto":
         if requested not in passed:
@@ -178,7 +196,7 @@ def paper_embeddings(context: dg.AssetExecutionContext, config: PaperEmbeddingsC
     embedding``), with the fastest export variant that passed parity; vectors already stored for the same
     paper, text and model, or made by the evaluation of that model, are reused."""
     checks = read_checks(onnx_model, "the onnx_model export")
-    fingerprint = OnnxExport.read(onnx_model).source_fingerprint
+    fingerprint = ModelExport.read(onnx_model).source_fingerprint
     device = best_device()
     variant = embedding_variant(checks, config.variant, device)
     io_manager: ArtifactIOManager = context.resources.io_manager

@@ -1,16 +1,19 @@
-"""ONNX exports of a saved Sentence Transformers model: the fp32 export and its int8 quantization.
+"""Exports of a saved Sentence Transformers model: ONNX fp32, its int8 quantization, and OpenVINO static int8.
 
-Everything goes through sentence-transformers' own machinery: loading a directory with
+Everything goes through sentence-transformers' and Optimum's own machinery: loading a directory with
 ``backend="onnx"`` exports it through Optimum, ``export_dynamic_quantized_onnx_model`` quantizes
-that export to int8 with an ONNX Runtime config for the CPU this runs on. The export directory
-keeps the original files next to ``onnx/``, so one artifact serves every backend::
+that export to int8 with an ONNX Runtime config for the CPU this runs on; loading it with
+``backend="openvino"`` converts it to OpenVINO IR through optimum-intel, whose ``OVQuantizer`` (NNCF
+post-training quantization) makes a static int8 IR calibrated on real papers. The export directory
+keeps the original files next to ``onnx/`` and ``openvino/``, so one artifact serves every backend::
 
     model.safetensors, tokenizer..., modules.json    the PyTorch model, as trained
     onnx/model.onnx                                   fp32 export
     onnx/model_qint8_<target>.onnx                    dynamic int8 quantization
+    openvino/openvino_model_qint8_static.{xml,bin}    static int8 (activations too), when calibration texts are given
     onnx_export.json                                  which files are which, and what they came from
 
-This module needs the export tooling (Optimum, ONNX, the quantizer) and runs in the pipeline only;
+This module needs the export tooling (Optimum, ONNX, the quantizers) and runs in the pipeline only;
 reading, loading and timing an export is ``arxiv_assets.ml.variants``, which the service uses.
 """
 
@@ -18,14 +21,18 @@ from __future__ import annotations
 
 import platform
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+import pandas as pd
+
 from arxiv_assets.ml.embedding import check_model_dir
 from arxiv_assets.ml.hardware import cpu_flags, cpu_has_vnni
-from arxiv_assets.ml.variants import EXPORT_MANIFEST, ExportError, OnnxExport, model_fingerprint
+from arxiv_assets.ml.text import paper_texts
+from arxiv_assets.ml.variants import EXPORT_MANIFEST, ExportError, ModelExport, model_fingerprint
 
 QuantizationTarget = Literal["arm64", "avx2", "avx512", "avx512_vnni"]
 
@@ -35,6 +42,10 @@ FP32_FILE = "onnx/model.onnx"
 # MatMuls (QK^T, scores x V: both operands re-quantized per batch) in fp32 -> 0.990 at the same speed;
 # quantizing the embedding table (a Gather) as well costs another ~0.003.
 DEFAULT_QUANTIZED_OPERATORS: tuple[str, ...] = ("MatMul",)
+OPENVINO_INT8_FILE = "openvino/openvino_model_qint8_static.xml"
+# Calibration texts are tokenized to this length: the activations' ranges NNCF measures are those of full
+# abstracts (most run past 128 tokens), as the service sees them.
+CALIBRATION_SEQ_LENGTH = 256
 
 
 def quantization_target() -> QuantizationTarget:
@@ -71,8 +82,10 @@ def export_onnx(
     out_dir: Path,
     target: QuantizationTarget | None = None,
     quantized_operators: Sequence[str] = DEFAULT_QUANTIZED_OPERATORS,
-) -> OnnxExport:
-    """Copy the model to ``out_dir`` (new or empty) and add its fp32 ONNX export and a dynamic int8 quantization."""
+    calibration_texts: Sequence[str] = (),
+) -> ModelExport:
+    """Copy the model to ``out_dir`` (new or empty) and add its fp32 ONNX export, a dynamic int8 quantization and,
+    given ``calibration_texts`` (real papers the checks do not use), an OpenVINO static int8 IR."""
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.backend import export_dynamic_quantized_onnx_model
@@ -94,14 +107,58 @@ def export_onnx(
     int8_file = int8_file_for(target)
     export_dynamic_quantized_onnx_model(onnx_model, config, str(out_dir),
                                         file_suffix=Path(int8_file).stem.removeprefix("model_"))
-    export = OnnxExport(
+    if calibration_texts:
+        quantize_openvino_static(out_dir, calibration_texts)
+    export = ModelExport(
         directory=out_dir, fp32_file=FP32_FILE, int8_file=int8_file, quantization_target=target,
         quantized_operators=tuple(quantized_operators), excluded_nodes=len(excluded),
         source_fingerprint=model_fingerprint(out_dir),
         export_seconds=round(time.perf_counter() - started, 2),
+        openvino_int8_file=OPENVINO_INT8_FILE if calibration_texts else None,
+        openvino_calibration_texts=len(calibration_texts),
     )
-    for name in (export.fp32_file, export.int8_file):
-        if not (out_dir / name).is_file():
-            raise ExportError(f"the export did not write {name} into {out_dir}")
+    for variant in export.variants:
+        if not (out_dir / export.file_for(variant)).is_file():
+            raise ExportError(f"the export did not write {export.file_for(variant)} ({variant}) into {out_dir}")
     export.write_manifest()
     return export
+
+
+def calibration_texts(splits: pd.DataFrame, n: int = 300) -> list[str]:
+    """``n`` train-split papers (the same ones for the same splits) as the texts that calibrate static int8: never
+    the test papers the variants' parity and P@10 are checked on."""
+    train = splits[splits["split"] == "train"]
+    if train.empty:
+        raise ValueError("the splits have no train papers to calibrate a quantized model on")
+    return paper_texts(train.sample(n=min(n, len(train)), random_state=0))
+
+
+def quantize_openvino_static(model_dir: Path, calibration_texts: Sequence[str]) -> None:
+    """Write ``OPENVINO_INT8_FILE`` (and its ``.bin``) into ``model_dir``: the model converted to OpenVINO IR and
+    quantized to int8, weights and activations, by NNCF post-training quantization (optimum-intel's transformer
+    preset: smooth quant, fast bias correction) with activation ranges measured on ``calibration_texts``.
+
+    sentence-transformers' ``export_static_quantized_openvino_model`` does the same but calibrates on a Hugging
+    Face Hub dataset (GLUE SST-2 by default); this calibrates on the papers the model will embed, offline.
+    """
+    from datasets import Dataset
+    from optimum.intel.openvino import OVConfig, OVQuantizationConfig, OVQuantizer
+    from sentence_transformers import SentenceTransformer
+
+    # Converted from the PyTorch weights in memory (optimum-intel); only the quantized IR is kept.
+    fp32 = SentenceTransformer(str(model_dir), backend="openvino", device="cpu",
+                               model_kwargs={"ov_config": {"INFERENCE_PRECISION_HINT": "f32"}})
+    tokens = fp32.tokenizer(list(calibration_texts), padding="max_length", truncation=True,
+                            max_length=min(CALIBRATION_SEQ_LENGTH, fp32.max_seq_length))
+    config = OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(calibration_texts)))
+    target = Path(model_dir) / OPENVINO_INT8_FILE
+    with tempfile.TemporaryDirectory() as work:
+        OVQuantizer.from_pretrained(fp32.transformers_model).quantize(
+            Dataset.from_dict(dict(tokens)), save_directory=work, ov_config=config)
+        # optimum-intel writes it into an openvino/ subfolder of the save directory (1.27) or the folder itself.
+        written = next(Path(work).rglob("openvino_model.xml"), None)
+        if written is None:
+            raise ExportError(f"OpenVINO quantization wrote no openvino_model.xml: {sorted(Path(work).rglob('*'))}")
+        target.parent.mkdir(exist_ok=True)
+        for suffix in (".bin", ".xml"):  # the graph last: its presence means both files are complete
+            shutil.move(written.with_suffix(suffix), target.with_suffix(suffix))

@@ -1,9 +1,10 @@
 """Running a saved model as one of its variants, and how close to PyTorch fp32 and how fast each is.
 
-A variant is a precision and a runtime: PyTorch fp32/bf16/fp16 from the model's own weights, or
-ONNX fp32/int8 from an ONNX export (``arxiv_assets.ml.export`` makes those). This module is what
-runs them: it reads an export's manifest, loads a variant, encodes with it, times it and compares
-its embeddings with the reference. The service imports this module, never the export tooling.
+A variant is a precision and a runtime: PyTorch fp32/bf16/fp16 from the model's own weights, ONNX
+fp32/int8 from an ONNX export, or OpenVINO static int8 from the same export directory
+(``arxiv_assets.ml.export`` makes those). This module is what runs them: it reads an export's manifest,
+loads a variant, encodes with it, times it and compares its embeddings with the reference. The service
+imports this module, never the export tooling.
 
 Which variant is fastest depends on the machine (AMX, VNNI, AVX-512 or plain AVX2), so speed is
 measured where the model runs (``timed_encode``), never assumed.
@@ -24,10 +25,12 @@ import numpy as np
 import pandas as pd
 
 from arxiv_assets.ml.embedding import encode
+from arxiv_assets.ml.hardware import cpu_has_fast_bf16
 
-Variant = Literal["torch-fp32", "torch-bf16", "torch-fp16", "onnx-fp32", "onnx-int8"]
-VARIANTS: tuple[str, ...] = ("torch-fp32", "torch-bf16", "torch-fp16", "onnx-fp32", "onnx-int8")
+Variant = Literal["torch-fp32", "torch-bf16", "torch-fp16", "onnx-fp32", "onnx-int8", "openvino-int8"]
+VARIANTS: tuple[str, ...] = ("torch-fp32", "torch-bf16", "torch-fp16", "onnx-fp32", "onnx-int8", "openvino-int8")
 ONNX_VARIANTS: tuple[str, ...] = ("onnx-fp32", "onnx-int8")
+OPENVINO_VARIANT = "openvino-int8"
 REFERENCE_VARIANT: Variant = "torch-fp32"
 
 EXPORT_MANIFEST = "onnx_export.json"
@@ -65,8 +68,9 @@ def saved_fingerprint(model) -> str:
 
 
 @dataclass(frozen=True)
-class OnnxExport:
-    """An export directory: the PyTorch files as trained, ``onnx/`` beside them, and the manifest naming them."""
+class ModelExport:
+    """An export directory: the PyTorch files as trained, ``onnx/`` (and ``openvino/``) beside them, and the
+    manifest naming them."""
 
     directory: Path
     fp32_file: str
@@ -76,22 +80,30 @@ class OnnxExport:
     excluded_nodes: int  # MatMuls left in fp32 because neither operand is a weight
     source_fingerprint: str
     export_seconds: float
+    # OpenVINO static int8 IR (``.xml``, weights in the ``.bin`` beside it); None when the export has none
+    # (OpenVINO not installed where it was made, or an export from before it existed).
+    openvino_int8_file: str | None = None
+    openvino_calibration_texts: int = 0
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The exported variants this directory holds (PyTorch's come with every model directory)."""
+        return (*ONNX_VARIANTS, *((OPENVINO_VARIANT,) if self.openvino_int8_file else ()))
 
     def file_for(self, variant: str) -> str:
-        if variant == "onnx-fp32":
-            return self.fp32_file
-        if variant == "onnx-int8":
-            return self.int8_file
-        raise ExportError(f"{variant!r} is not an ONNX variant; choose one of {ONNX_VARIANTS}")
+        files = {"onnx-fp32": self.fp32_file, "onnx-int8": self.int8_file, OPENVINO_VARIANT: self.openvino_int8_file}
+        if files.get(variant) is None:
+            raise ExportError(f"{variant!r} is not an exported variant of {self.directory}; it has {self.variants}")
+        return files[variant]
 
     def file_sizes(self) -> dict[str, int]:
-        """Bytes per variant (PyTorch: its weight files)."""
+        """Bytes per variant (PyTorch: its weight files; OpenVINO: its graph and weights)."""
         torch_bytes = sum(p.stat().st_size for p in self.directory.iterdir() if p.suffix in WEIGHT_SUFFIXES)
-        return {
-            "torch-fp32": torch_bytes,
-            "onnx-fp32": (self.directory / self.fp32_file).stat().st_size,
-            "onnx-int8": (self.directory / self.int8_file).stat().st_size,
-        }
+        sizes = {"torch-fp32": torch_bytes}
+        for variant in self.variants:
+            graph = self.directory / self.file_for(variant)
+            sizes[variant] = sum(f.stat().st_size for f in (graph, graph.with_suffix(".bin")) if f.is_file())
+        return sizes
 
     def write_manifest(self) -> None:
         fields = {k: v for k, v in asdict(self).items() if k != "directory"}
@@ -99,7 +111,7 @@ class OnnxExport:
         (self.directory / EXPORT_MANIFEST).write_text(json.dumps(fields, indent=2))
 
     @classmethod
-    def read(cls, directory: Path) -> OnnxExport:
+    def read(cls, directory: Path) -> ModelExport:
         """The export in ``directory``; ``ExportError`` naming the missing file if it is incomplete."""
         manifest = Path(directory) / EXPORT_MANIFEST
         if not manifest.is_file():
@@ -107,9 +119,10 @@ class OnnxExport:
         fields = json.loads(manifest.read_text())
         fields["quantized_operators"] = tuple(fields["quantized_operators"])
         export = cls(directory=Path(directory), **fields)
-        for name in (export.fp32_file, export.int8_file):
+        for variant in export.variants:
+            name = export.file_for(variant)
             if not (export.directory / name).is_file():
-                raise ExportError(f"{directory} is an incomplete ONNX export: {name} is missing")
+                raise ExportError(f"{directory} is an incomplete export: {name} ({variant}) is missing")
         return export
 
 
@@ -131,7 +144,8 @@ def load_variant(directory: Path, variant: str, threads: int | None = None, devi
     """A ``SentenceTransformer`` running ``variant`` from a model or export directory.
 
     Torch variants load the PyTorch weights (reduced precision is applied at encode time, see
-    ``encode_variant``); ONNX variants load their file from the export through ONNX Runtime.
+    ``encode_variant``); ONNX variants load their file from the export through ONNX Runtime, the
+    OpenVINO variant its IR through OpenVINO (``openvino_config``).
     """
     from sentence_transformers import SentenceTransformer
 
@@ -144,12 +158,26 @@ def load_variant(directory: Path, variant: str, threads: int | None = None, devi
 
             torch.set_num_threads(threads)
         return SentenceTransformer(str(directory), device=device)
-    export = OnnxExport.read(directory)
+    export = ModelExport.read(directory)
+    if variant == OPENVINO_VARIANT:
+        return SentenceTransformer(str(directory), backend="openvino", device="cpu",
+                                   model_kwargs={"file_name": export.file_for(variant),
+                                                 "ov_config": openvino_config(threads)})
     return SentenceTransformer(
         str(directory), backend="onnx", device="cpu",
         model_kwargs={"file_name": export.file_for(variant), "provider": "CPUExecutionProvider",
                       "session_options": _session_options(threads)},
     )
+
+
+def openvino_config(threads: int | None) -> dict[str, str]:
+    """OpenVINO's compile options: the layers static int8 leaves in floating point run in bf16 where the CPU
+    has native bf16 (AMX or AVX512-BF16: measured +10-25 % over f32 at the same parity, RESULTS.md "OpenVINO
+    beside ONNX Runtime"), else f32; latency mode (one request at a time, as the batcher sends them)."""
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if cpu_has_fast_bf16() else "f32", "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = str(threads)
+    return config
 
 
 def variant_precision(variant: str) -> str:
