@@ -101,7 +101,7 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promo
     embeddings, P@10 and speed measured on real test papers."""
     sample = parity_sample(splits, config.parity_texts)
     texts, subjects = paper_texts(sample), sample["primary_subject"].tolist()
-    calibration = calibration_texts(splits, config.calibration_texts)
+    calibration = calibration_texts(splits, config.calibration_texts, exclude=sample["id"])
     out_dir = Path(tempfile.mkdtemp(prefix="onnx-model-"))  # the IO manager stores it, then deletes it
     target = None if config.quantization_target == "auto" else config.quantization_target
     export = export_onnx(promoted_model, out_dir, target=target,

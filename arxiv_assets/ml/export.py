@@ -23,7 +23,7 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -124,13 +124,17 @@ def export_onnx(
     return export
 
 
-def calibration_texts(splits: pd.DataFrame, n: int = 300) -> list[str]:
-    """``n`` train-split papers (the same ones for the same splits) as the texts that calibrate static int8: never
-    the test papers the variants' parity and P@10 are checked on."""
-    train = splits[splits["split"] == "train"]
-    if train.empty:
-        raise ValueError("the splits have no train papers to calibrate a quantized model on")
-    return paper_texts(train.sample(n=min(n, len(train)), random_state=0))
+def calibration_texts(splits: pd.DataFrame, n: int = 300, exclude: Collection[str] = ()) -> list[str]:
+    """``n`` train-split papers (the same ones for the same splits) as the texts that calibrate static int8, never
+    one of ``exclude`` (the papers the variants' parity and P@10 are checked on). Splits with no train paper (a
+    corpus scored, not trained on) lend any other papers."""
+    candidates = splits[~splits["id"].isin(list(exclude))]
+    train = candidates[candidates["split"] == "train"]
+    chosen = train if not train.empty else candidates
+    if chosen.empty:
+        raise ValueError(f"no paper to calibrate a quantized model on: the splits' {len(splits)} papers are all "
+                         f"parity papers; check parity on fewer (parity_texts) or add papers")
+    return paper_texts(chosen.sample(n=min(n, len(chosen)), random_state=0))
 
 
 def quantize_openvino_static(model_dir: Path, calibration_texts: Sequence[str]) -> None:

@@ -36,7 +36,7 @@ from arxiv_assets.ml.embedding import (
     load_model,
     resolve_model_source,
 )
-from arxiv_assets.ml.export import quantization_target
+from arxiv_assets.ml.export import calibration_texts, quantization_target
 from arxiv_assets.ml.index import HnswOptions, PaperIndex, build_index, recall_at_k
 from arxiv_assets.ml.splits import SplitSettings, make_splits
 from arxiv_assets.ml.text import paper_texts
@@ -418,3 +418,16 @@ def test_the_default_auto_kind_indexes_a_small_corpus_exactly_and_says_so(export
     assert meta["requested_kind"] == "auto" and meta["kind"] == "flat" and meta["recall_at_10"] == 1.0
     index = PaperIndex.load(Path(meta["uri"]) / "payload")
     assert index.meta["kind"] == "flat" and index.meta["model_fingerprint"] == model_fingerprint(pipeline.model_dir)
+
+
+def test_static_int8_is_calibrated_on_train_papers_never_on_the_parity_papers(pipeline: Pipeline):
+    parity = parity_sample(pipeline.splits, PARITY_TEXTS)
+    texts = calibration_texts(pipeline.splits, 40, exclude=parity["id"])
+    train = pipeline.splits[pipeline.splits["split"] == "train"]
+    assert len(texts) == 40 and set(texts) <= set(paper_texts(train))
+    assert texts == calibration_texts(pipeline.splits, 40, exclude=parity["id"])  # the same papers every time
+    # splits with nothing to train on (a scored corpus) lend their other papers; with none left, a clear error
+    scored = pipeline.splits.assign(split="test")
+    assert not set(calibration_texts(scored, 40, exclude=parity["id"])) & set(paper_texts(parity))
+    with pytest.raises(ValueError, match="all parity papers"):
+        calibration_texts(parity, 40, exclude=parity["id"])
