@@ -116,8 +116,8 @@ def probe_texts(n: int) -> tuple[str, ...]:
 CLEAR_ADVANTAGE = 0.10  # a candidate wins on speed alone only when it is more than 10% faster
 # Among candidates within CLEAR_ADVANTAGE of the fastest, the first in this order wins: the more precise
 # first (fp32, then fp16's 10-bit and bf16's 7-bit mantissas, then int8: OpenVINO's static int8 before ONNX
-# Runtime's dynamic int8, closer to fp32 on every slice measured, RESULTS.md), and of two fp32 backends the
-# reference itself; then fewer threads (steadier on cores shared with other processes).
+# Runtime's dynamic int8, twice as close to fp32 by cosine, RESULTS.md "What the service sends, on every slice"),
+# and of two fp32 backends the reference itself; then fewer threads (steadier on cores shared with other processes).
 PREFERENCE: tuple[str, ...] = ("torch-fp32", "onnx-fp32", "torch-fp16", "torch-bf16", "openvino-int8", "onnx-int8")
 OUT_OF_REACH = 2.0  # a candidate at under half the leader's best round is not timed again
 

@@ -122,8 +122,8 @@ def test_pinned_backend_and_threads_load_without_measuring(onnx_dir: Path):
 
 
 def test_of_the_two_int8_backends_openvinos_static_int8_wins_within_the_margin():
-    """OpenVINO's static int8 is the closer of the two int8 variants to fp32 (RESULTS.md), so within the
-    margin it comes first; clearly faster, ONNX Runtime's dynamic int8 still wins."""
+    """OpenVINO's static int8 is the closer of the two int8 variants to fp32 by cosine (RESULTS.md), so within
+    the margin it comes first; clearly faster, ONNX Runtime's dynamic int8 still wins."""
     close = [measured("onnx-int8", 104.0), measured("openvino-int8", 100.0)]
     assert decide(close)[0].backend == decide(close[::-1])[0].backend == "openvino-int8"
     assert decide([measured("onnx-int8", 120.0), measured("openvino-int8", 100.0)])[0].backend == "onnx-int8"

@@ -1,0 +1,88 @@
+"""What the service's precision does to quality where users are: every variant of a released model on every slice.
+
+    python -m benchmarks.variant_slices --model DIR --external ../shared/data/arxiv_papers.parquet
+
+``DIR`` is an ONNX export (``onnx_model``'s payload, the directory a release serves). The export's parity
+checks compare a variant with PyTorch fp32 on 256 test papers of the subjects the model was trained on;
+the service sends whichever variant passed them and serves fastest on its machine. This scores each
+variant the service may send (PyTorch fp32 / bf16, ONNX int8, OpenVINO static int8) on the slices the quality gates
+and the hidden-set scoring care about — unseen subjects, new months, title search, papers outside the
+bundled sample — beside the untrained base model in fp32 (what the served model must beat), with the
+pipeline's own ``evaluate_encoder``. A variant the CPU cannot run fast (bf16 without AVX512-BF16 or AMX)
+still runs: the question is its quality, not its speed. Rows go to ``--out`` (JSON lines) as soon as they
+exist, and the table is made of every row there for the same model, so several invocations (``--skip-base``,
+``--variants``) build one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from arxiv_assets.ml.embedding import encode, load_model
+from arxiv_assets.ml.hardware import cpu_flags
+from arxiv_assets.ml.variants import VARIANTS, ModelExport, encode_variant, load_variant
+from arxiv_assets.profiles import get_profile
+from benchmarks.common import FLAGS_OF_NOTE, machine_line, profile_splits
+from benchmarks.recipe_comparison import EXTERNAL_FIGURES, FIGURES, external_papers, score
+
+# ONNX fp32 is left out by default: its vectors match PyTorch fp32's to a cosine of 0.99999+ (onnx_model's check).
+BASE = "base torch-fp32"
+VARIANTS_SCORED: tuple[str, ...] = ("torch-fp32", "torch-bf16", "onnx-int8", "openvino-int8")
+# The figures the hidden set scores the served model on (through /v1/embeddings) and the gates hold.
+KEY_FIGURES: tuple[str, ...] = ("test/P@10", "test/known-item MRR@10", "unseen/P@10", "unseen/LR accuracy",
+                                "unseen/known-item R@1", "new/P@10", "new/known-item R@1", *EXTERNAL_FIGURES)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="an ONNX export directory (onnx_model's payload)")
+    parser.add_argument("--external", type=Path, help="a parquet of papers in our schema (../shared/data/...)")
+    parser.add_argument("--external-per-subject", type=int, default=120)
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS_SCORED), choices=VARIANTS)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/variant_slices.jsonl"))
+    parser.add_argument("--skip-base", action="store_true", help="the base model's row is in --out already")
+    args = parser.parse_args()
+
+    profile = get_profile("default")
+    splits = profile_splits(profile)
+    external = external_papers(args.external, args.external_per_subject) if args.external else None
+    export = ModelExport.read(args.model)
+    header = {"machine": machine_line(), "cpu_flags": [f for f in FLAGS_OF_NOTE if f in cpu_flags()],
+              "model": str(args.model), "model_fingerprint": export.source_fingerprint,
+              "quantization_target": export.quantization_target}
+    print(json.dumps(header), flush=True)
+
+    def record(row: dict) -> None:
+        with args.out.open("a") as out:
+            out.write(json.dumps({**header, **row}) + "\n")
+        print(json.dumps(row), flush=True)
+
+    if not args.skip_base:
+        base = load_model(profile.train.base_model, device="cpu")
+        record({"system": BASE, **score(lambda texts: encode(base, texts), splits, external)})
+    for variant in args.variants:
+        model = load_variant(args.model, variant)
+        record({"system": f"released {variant}",
+                **score(lambda texts, m=model, v=variant: encode_variant(m, v, texts), splits, external)})
+
+    print_table(args.out, export.source_fingerprint)
+
+
+def print_table(path: Path, model_fingerprint: str) -> None:
+    """Every row of ``path`` for this model (and the latest base row), and each variant's points above the base."""
+    rows = pd.DataFrame([json.loads(line) for line in path.read_text().splitlines()])
+    rows = rows[(rows["model_fingerprint"] == model_fingerprint) | (rows["system"] == BASE)]
+    table = rows.drop_duplicates("system", keep="last").set_index("system")
+    table = table[[c for c in (*FIGURES, *EXTERNAL_FIGURES) if c in table and c in KEY_FIGURES]]
+    print(table.round(4).to_markdown())
+    if BASE in table.index:
+        print("\nPoints above the base (torch fp32):")
+        print((100 * (table - table.loc[BASE])).drop(index=BASE).round(2).to_markdown())
+
+
+if __name__ == "__main__":
+    main()
