@@ -85,15 +85,17 @@ def set_torch_threads(threads: int) -> None:
 
 
 def load_backend(model_dir: Path, name: str, threads: int) -> Backend:
-    if not name.startswith("torch") and not is_onnx_export(model_dir):
+    exported = not name.startswith("torch")
+    if exported and not is_onnx_export(model_dir):
         raise BackendError(f"backend {name} needs an onnx_model artifact; {model_dir} has no export "
                            f"(materialize onnx_model, or choose a torch backend)")
-    if not name.startswith("torch") and name not in available_backends(model_dir):
+    offered = available_backends(model_dir)
+    if exported and name not in offered:
         raise BackendError(f"backend {name} is not in the export {model_dir} (made before it existed); "
-                           f"choose one of {available_backends(model_dir)}")
-    if name not in available_backends(model_dir) and name.startswith("torch") and name != REFERENCE_VARIANT:
+                           f"choose one of {offered}")
+    if not exported and name not in offered and name != REFERENCE_VARIANT:
         raise BackendError(f"backend {name} is not fast on this machine (no CUDA, no native bf16); "
-                           f"choose one of {available_backends(model_dir)}")
+                           f"choose one of {offered}")
     from arxiv_assets.ml.hardware import best_device
 
     device = best_device() if name.startswith("torch") else "cpu"

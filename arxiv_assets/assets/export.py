@@ -107,7 +107,7 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promo
     export = export_onnx(promoted_model, out_dir, target=target,
                          quantized_operators=config.quantized_operators, calibration_texts=calibration)
     context.log.info(f"exported {out_dir} in {export.export_seconds:.1f}s (int8 config {export.quantization_target}; "
-                     f"OpenVINO int8 calibrated on {len(calibration)} train papers)")
+                     f"OpenVINO int8 calibrated on {len(calibration)} papers)")
 
     vectors: dict[str, np.ndarray] = {}
     rows: dict[str, dict[str, float]] = {}

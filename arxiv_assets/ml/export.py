@@ -117,9 +117,8 @@ def export_onnx(
         openvino_int8_file=OPENVINO_INT8_FILE if calibration_texts else None,
         openvino_calibration_texts=len(calibration_texts),
     )
-    for variant in export.variants:
-        if not (out_dir / export.file_for(variant)).is_file():
-            raise ExportError(f"the export did not write {export.file_for(variant)} ({variant}) into {out_dir}")
+    if missing := export.missing_files():
+        raise ExportError(f"the export did not write {', '.join(missing)} into {out_dir}")
     export.write_manifest()
     return export
 

@@ -81,7 +81,7 @@ class ModelExport:
     source_fingerprint: str
     export_seconds: float
     # OpenVINO static int8 IR (``.xml``, weights in the ``.bin`` beside it); None when the export has none
-    # (OpenVINO not installed where it was made, or an export from before it existed).
+    # (made without calibration texts, or before the variant existed).
     openvino_int8_file: str | None = None
     openvino_calibration_texts: int = 0
 
@@ -95,6 +95,10 @@ class ModelExport:
         if files.get(variant) is None:
             raise ExportError(f"{variant!r} is not an exported variant of {self.directory}; it has {self.variants}")
         return files[variant]
+
+    def missing_files(self) -> list[str]:
+        """``file (variant)`` for each exported variant whose file is not in the directory."""
+        return [f"{self.file_for(v)} ({v})" for v in self.variants if not (self.directory / self.file_for(v)).is_file()]
 
     def file_sizes(self) -> dict[str, int]:
         """Bytes per variant (PyTorch: its weight files; OpenVINO: its graph and weights)."""
@@ -119,10 +123,8 @@ class ModelExport:
         fields = json.loads(manifest.read_text())
         fields["quantized_operators"] = tuple(fields["quantized_operators"])
         export = cls(directory=Path(directory), **fields)
-        for variant in export.variants:
-            name = export.file_for(variant)
-            if not (export.directory / name).is_file():
-                raise ExportError(f"{directory} is an incomplete export: {name} ({variant}) is missing")
+        if missing := export.missing_files():
+            raise ExportError(f"{directory} is an incomplete export: {', '.join(missing)} is missing")
         return export
 
 
