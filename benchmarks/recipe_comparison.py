@@ -89,6 +89,10 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # The default plus the teacher's in-batch similarities among 3,000 random train papers (ml/distillation.py);
     # --teacher says where the teacher is.
     "distill-mpnet": ({}, {"teacher_model": TEACHER}),
+    # The default with the embeddings and the lowest layers kept at the base's: a shorter backward pass, and
+    # the layers nearest the tokens (the most general) untouched by the training subjects.
+    "freeze-2-layers": ({}, {"frozen_layers": 2}),
+    "freeze-3-layers": ({}, {"frozen_layers": 3}),
 }
 FIGURES = ("test/P@10", "test/P@10 macro", "test/LR accuracy", "test/LR macro-F1", "test/known-item MRR@10",
            "unseen/P@10", "unseen/P@10 macro", "unseen/LR accuracy", "unseen/known-item R@1", "mixed/P@10",

