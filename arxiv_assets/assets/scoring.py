@@ -30,6 +30,7 @@ from arxiv_assets.ml.evaluation import (
     ModelEvaluation,
     evaluate_model,
     headline_table,
+    paired_differences,
     quality_gates,
 )
 from arxiv_assets.ml.hardware import best_device
@@ -123,7 +124,9 @@ def score_models(context: dg.AssetExecutionContext, config: EvalConfig, releases
                "served_release": champion.release_id if champion else "",
                "gates": [asdict(g) for g in gates], "passed": all(g.passed for g in gates),
                "served_gates": [asdict(g) for g in served_gates],
-               "served_passed": bool(served_gates) and all(g.passed for g in served_gates)}
+               "served_passed": bool(served_gates) and all(g.passed for g in served_gates),
+               # which of the fine-tuned model's differences from the base the sample can tell from noise
+               "fine_tuned_vs_base": paired_differences(results["fine-tuned"], results["base"]).to_dict("records")}
 
     test = papers_in(splits, "test")
     ir_dir, ir_metadata = _ir_report(results, headlines, tfidf_baseline, test, verdict)
@@ -167,6 +170,12 @@ def _gate_table(verdict: dict) -> dg.MetadataValue:
     return markdown_table(pd.DataFrame(verdict["gates"]).set_index("name"), floatfmt=".4f")
 
 
+def _versus_base_table(verdict: dict, figures: tuple[str, ...]) -> dg.MetadataValue:
+    """The fine-tuned model minus the base, in points, with the 95 % paired bootstrap interval, for ``figures``."""
+    table = pd.DataFrame(verdict["fine_tuned_vs_base"])
+    return markdown_table(table[table["figure"].isin(figures)].set_index(["slice", "figure"]), floatfmt=".2f")
+
+
 RETRIEVAL_FIGURES = ("P@10", "P@10 macro", "NDCG@10", "MAP@100", "known-item R@1", "known-item R@10",
                      "known-item MRR@10")
 CLASSIFIER_FIGURES = ("LR accuracy", "LR macro-F1")
@@ -187,6 +196,7 @@ def _ir_report(results: dict[str, ModelEvaluation], headlines: dict[str, dict[st
         **{f"{key} {system}": figures[key] for system, figures in headlines.items()
            for key in ("test/P@10", "unseen/P@10", "test/known-item MRR@10") if key in figures},
         **_slice_tables(headlines, RETRIEVAL_FIGURES),
+        "fine_tuned_vs_base": _versus_base_table(verdict, RETRIEVAL_FIGURES),
         "gates": _gate_table(verdict),
         "model_fingerprint": verdict["model_fingerprint"],
         "per_subject_P@10": markdown_table(per_subject),
@@ -209,6 +219,7 @@ def _classifier_report(results: dict[str, ModelEvaluation], headlines: dict[str,
         **{f"{key} {system}": figures[key] for system, figures in headlines.items()
            for key in ("test/LR accuracy", "test/LR macro-F1", "unseen/LR accuracy") if key in figures},
         **_slice_tables(headlines, CLASSIFIER_FIGURES),
+        "fine_tuned_vs_base": _versus_base_table(verdict, CLASSIFIER_FIGURES),
         "tfidf_lr_on_all_train": markdown_table(pd.DataFrame({"tfidf (LR on all train)":
                                                               tfidf["classification_all_train"]}).T),
         "gates": _gate_table(verdict),

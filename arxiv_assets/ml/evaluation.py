@@ -30,6 +30,7 @@ from arxiv_assets.ml.metrics import (
     cross_validated_probe,
     fit_probe,
     known_item_retrieval,
+    paired_bootstrap,
     probe_report,
     subject_retrieval,
 )
@@ -61,6 +62,16 @@ class SliceEvaluation:
             figures |= {"LR accuracy": self.classification.accuracy, "LR macro-F1": self.classification.macro_f1}
         return figures
 
+    def per_query(self) -> dict[str, np.ndarray]:
+        """The headline figures that are means over papers, as each paper's score (same names, same order for
+        every system scored on the same splits): what a paired comparison of two systems resamples."""
+        scores = {"P@10": self.subject_retrieval.per_query["P@10"].to_numpy()}
+        if self.known_item is not None:
+            scores |= {f"known-item {m}": self.known_item.per_query[m].to_numpy() for m in ("R@1", "MRR@10")}
+        if self.classification is not None and len(self.classification.correct):
+            scores["LR accuracy"] = self.classification.correct.astype(np.float64)
+        return scores
+
 
 @dataclass(frozen=True)
 class EncodedPapers:
@@ -81,6 +92,23 @@ class ModelEvaluation:
     def headline(self) -> dict[str, float]:
         """``{"<slice>/<figure>": value}``: e.g. ``test/P@10``, ``unseen/LR accuracy``."""
         return {f"{name}/{figure}": value for name, s in self.slices.items() for figure, value in s.headline().items()}
+
+
+def paired_differences(candidate: ModelEvaluation, reference: ModelEvaluation, seed: int = 0) -> pd.DataFrame:
+    """``candidate`` minus ``reference`` on every per-paper figure of every slice both were scored on, in points,
+    with a 95 % paired bootstrap interval and its verdict (above / below / within noise): whether a
+    difference in the tables is the model's or the sample's."""
+    rows = []
+    for name in SLICES:
+        if name not in candidate.slices or name not in reference.slices:
+            continue
+        theirs = reference.slices[name].per_query()
+        for figure, scores in candidate.slices[name].per_query().items():
+            if figure in theirs:
+                paired = paired_bootstrap(scores, theirs[figure], seed=seed)
+                rows.append({"slice": name, "figure": figure, "points": 100 * paired.difference,
+                             "low": 100 * paired.low, "high": 100 * paired.high, "verdict": paired.verdict})
+    return pd.DataFrame(rows, columns=["slice", "figure", "points", "low", "high", "verdict"])
 
 
 def _rows(vectors: Vectors, mask: np.ndarray) -> Vectors:

@@ -8,7 +8,7 @@ ranks, ``retrieval_metrics`` scores.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -134,6 +134,8 @@ class ClassificationReport:
     per_class: pd.DataFrame  # index: class; precision, recall, f1-score, support
     confusion: pd.DataFrame  # rows: true class, columns: predicted class
     regularization_c: float | None = None  # the linear probe's C (chosen by cross-validation)
+    # per paper, in the order scored: whether the probe got it right (what a paired comparison resamples)
+    correct: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), compare=False)
 
     def summary(self) -> dict[str, float]:
         return {"accuracy": self.accuracy, "macro_f1": self.macro_f1} | (
@@ -145,6 +147,7 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> Clas
     report = classification_report(y_true, y_pred, labels=labels, output_dict=True, zero_division=0)
     per_class = pd.DataFrame({c: report[c] for c in labels}).T
     return ClassificationReport(
+        correct=np.asarray(y_true, dtype=object) == np.asarray(y_pred, dtype=object),
         accuracy=float(accuracy_score(y_true, y_pred)),
         macro_f1=float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         per_class=per_class,
@@ -213,3 +216,33 @@ def cross_validated_probe(features: Vectors, labels: Sequence[str], seed: int = 
     predicted = cross_val_predict(_probe_classifier(c, seed), features, labels_array,
                                   cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
     return replace(classification_metrics(labels_array.tolist(), list(predicted)), regularization_c=c)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """A candidate's mean per-query score minus a reference's on the same queries, with a bootstrap interval."""
+
+    difference: float
+    low: float
+    high: float
+
+    @property
+    def verdict(self) -> str:
+        """Which side of the reference the candidate is on, or "within noise" if the interval holds zero."""
+        return "above" if self.low > 0 else "below" if self.high < 0 else "within noise"
+
+
+def paired_bootstrap(candidate: Sequence[float], reference: Sequence[float], resamples: int = 2000,
+                     level: float = 0.95, seed: int = 0) -> PairedDifference:
+    """Percentile bootstrap of the mean of ``candidate - reference``, per-query scores of two systems on the same
+    queries in the same order: the queries are resampled, each keeping both systems' scores, so what the two
+    share (an easy or a hard query) cancels and only their difference varies."""
+    candidate, reference = np.asarray(candidate, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if candidate.ndim != 1 or candidate.shape != reference.shape or len(candidate) == 0:
+        raise ValueError(f"paired scores must be two equally long, non-empty lists (got {candidate.shape} "
+                         f"and {reference.shape})")
+    differences = candidate - reference
+    rng = np.random.default_rng(seed)
+    means = differences[rng.integers(0, len(differences), size=(resamples, len(differences)))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return PairedDifference(float(differences.mean()), float(low), float(high))

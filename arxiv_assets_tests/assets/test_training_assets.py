@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 import pytest
 
 from arxiv_assets.assets.baseline import tfidf_baseline
@@ -67,6 +68,17 @@ def test_evaluation_reports_every_system_on_every_slice(smoke_model: SmokeModel)
         assert {"test/known-item MRR@10", "unseen/known-item R@1", "unseen/LR accuracy", "new/P@10"} <= set(figures)
     assert ir["model_fingerprint"] == model_fingerprint(smoke_model.model_dir)
     assert {g["name"] for g in ir["gates"]} == {*GATE_ASSETS, BEATS_SERVED}
+    # every per-paper figure of every slice: the fine-tuned model minus the base, with a paired interval
+    versus_base = pd.DataFrame(ir["fine_tuned_vs_base"])
+    assert set(versus_base["slice"]) == set(SLICES)
+    assert {("test", "P@10"), ("unseen", "LR accuracy"), ("new", "known-item R@1"), ("test", "known-item MRR@10")} \
+        <= set(zip(versus_base["slice"], versus_base["figure"], strict=True))
+    for row in versus_base.itertuples():
+        headline = ir["headline"]
+        key = f"{row.slice}/{row.figure}"
+        assert row.points == pytest.approx(100 * (headline["fine-tuned"][key] - headline["base"][key]), abs=1e-6)
+        assert row.low <= row.points <= row.high
+        assert row.verdict == ("above" if row.low > 0 else "below" if row.high < 0 else "within noise")
     assert (store.local_payload(store.latest_uri("ir_metrics")) / "projection.png").stat().st_size > 10_000
     clf_dir = store.local_payload(store.latest_uri("classifier_metrics"))
     clf = json.loads((clf_dir / "metrics.json").read_text())

@@ -11,6 +11,7 @@ from arxiv_assets.ml.metrics import (
     cross_validated_probe,
     known_item_retrieval,
     linear_probe,
+    paired_bootstrap,
     retrieval_metrics,
     subject_retrieval,
     top_k_neighbours,
@@ -148,6 +149,28 @@ def test_classification_metrics_by_hand():
     assert report.confusion.loc["a"].tolist() == [2, 1, 0]
     assert report.confusion.loc["c"].tolist() == [1, 0, 0]
     assert report.summary() == {"accuracy": report.accuracy, "macro_f1": report.macro_f1}
+    assert report.correct.tolist() == [True, True, False, True, True, False]
+
+
+def test_paired_bootstrap_tells_a_shift_from_noise():
+    rng = np.random.default_rng(0)
+    reference = rng.integers(0, 2, size=2000).astype(float)  # per-query hits of one system
+    # the same queries, 60 of them now missed: 3 points lower, on every resample
+    worse = reference.copy()
+    worse[np.flatnonzero(reference)[:60]] = 0.0
+    paired = paired_bootstrap(worse, reference)
+    assert paired.difference == pytest.approx(-0.03)
+    assert paired.low <= paired.difference <= paired.high < 0 and paired.verdict == "below"
+    # 10 queries gained and 10 others lost: no difference the sample can vouch for
+    swapped = reference.copy()
+    swapped[np.flatnonzero(reference == 0)[:10]] = 1.0
+    swapped[np.flatnonzero(reference == 1)[:10]] = 0.0
+    even = paired_bootstrap(swapped, reference)
+    assert even.difference == 0 and even.low < 0 < even.high and even.verdict == "within noise"
+    assert paired_bootstrap(reference, reference).verdict == "within noise"  # identical: an interval of 0
+    assert paired_bootstrap(reference, worse).verdict == "above"
+    with pytest.raises(ValueError, match="equally long"):
+        paired_bootstrap(reference, reference[:-1])
 
 
 def test_linear_probe_chooses_c_on_its_training_papers_alone():
