@@ -60,7 +60,7 @@ class OpenAIEmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     input: StrictStr | list[StrictStr]
-    model: StrictStr
+    model: StrictStr | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: StrictStr | None = None

@@ -52,15 +52,20 @@ class Settings(BaseSettings):
                              "file instead of reading them into memory: file pages, read as searches touch them, "
                              "shared between processes and reclaimable by the kernel.")
     served_model_name: str = Field(default="arxiv-embeddings", description="The `model` of the OpenAI API.")
+    # One model is served, so a client's `model` (an OpenAI name, a Hugging Face id, none) is no reason to fail its
+    # request: text-embeddings-inference answers any. Strict is for a router that sends each model's traffic here.
+    strict_model_name: bool = Field(default=False, description="Refuse (404) a /v1/embeddings `model` other than "
+                                    "served_model_name; off: any `model`, or none, gets the served model.")
 
     # -- batching and back-pressure ------------------------------------------------------------
     max_batch_size: int = Field(default=32, ge=1)
     max_batch_tokens: int = Field(default=8192, ge=1, description="Padded tokens per batch (size x longest).")
     batch_wait_ms: float = Field(default=5.0, ge=0, description="How long a batch waits for more texts.")
-    max_queue_texts: int = Field(default=512, ge=1, description="Texts waiting; beyond this requests get 429.")
+    max_queue_texts: int = Field(default=4096, ge=1, description="Texts waiting; beyond this requests get 429.")
 
     # -- request limits ------------------------------------------------------------------------
-    max_texts: int = Field(default=128, ge=1, description="Texts (or documents) per request.")
+    # OpenAI's own per-request limit for embeddings inputs, so a client written for it never hits ours.
+    max_texts: int = Field(default=2048, ge=1, description="Texts (or documents) per request.")
     max_chars: int = Field(default=20_000, ge=1, description="Characters per text.")
     max_k: int = Field(default=100, ge=1, description="Largest k of /search and /find_similar.")
 

@@ -110,8 +110,11 @@ def test_openai_embeddings_float_and_base64_with_usage(client: TestClient, model
     np.testing.assert_allclose(decoded, floats["data"][0]["embedding"], atol=1e-5)
     np.testing.assert_allclose(decoded, own_embeddings(model_dir, SHORT_TEXTS[:1])[0], atol=1e-4)
 
-    wrong = client.post("/v1/embeddings", json={"input": "a", "model": "text-embedding-3-small"})
-    assert wrong.status_code == 404 and "arxiv-embeddings" in wrong.json()["detail"]
+    # one model is served: a client naming another model (or none) gets it, and the response says which it is
+    for other in ({"model": "text-embedding-3-small"}, {}):
+        answer = client.post("/v1/embeddings", json={"input": SHORT_TEXTS[0], **other}).json()
+        assert answer["model"] == "arxiv-embeddings"
+        np.testing.assert_allclose(answer["data"][0]["embedding"], floats["data"][0]["embedding"], atol=1e-5)
     assert client.post("/v1/embeddings", json={"input": "a", "model": "arxiv-embeddings",
                                                "dimensions": 16}).status_code == 422
     assert client.post("/v1/embeddings", json={"input": [1, 2], "model": "arxiv-embeddings"}).status_code == 422
@@ -191,6 +194,26 @@ def test_bearer_token_guards_everything_but_the_probes(world: World):
             assert wrong.status_code == 401
             right = client.request(method, path, json=body, headers={"Authorization": "Bearer s3cret"})
             assert right.status_code == 200, path
+
+
+def test_the_default_limits_take_a_request_of_openai_size(world: World, model_dir: Path):
+    with make_client(world.root) as client:
+        # more texts than ten batches (and than the limit before it became OpenAI's 2048), answered in order
+        many = [f"{text} {i}" for i in range(75) for text in SHORT_TEXTS]
+        vectors = client.post("/v1/embeddings", json={"input": many, "model": "arxiv-embeddings"}).json()["data"]
+        assert [d["index"] for d in vectors] == list(range(300))
+        np.testing.assert_allclose([vectors[i]["embedding"] for i in (0, 299)],
+                                   own_embeddings(model_dir, [many[0], many[299]]), atol=1e-4)
+        too_many = client.post("/v1/embeddings", json={"input": ["a"] * 2049, "model": "arxiv-embeddings"})
+        assert too_many.status_code == 413 and "limit is 2048" in too_many.json()["detail"]
+
+
+def test_strict_model_name_refuses_other_models_naming_the_served_one(world: World):
+    with make_client(world.root, strict_model_name=True) as client:
+        for other in ({"model": "text-embedding-3-small"}, {}):
+            wrong = client.post("/v1/embeddings", json={"input": "a", **other})
+            assert wrong.status_code == 404 and "use 'arxiv-embeddings'" in wrong.json()["detail"]
+        assert client.post("/v1/embeddings", json={"input": "a", "model": "arxiv-embeddings"}).status_code == 200
 
 
 def test_overload_is_refused_with_429(world: World):

@@ -16,8 +16,9 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 @router.post("/embeddings", response_model=OpenAIEmbeddingResponse)
 async def create_embeddings(body: OpenAIEmbeddingRequest, manager: ManagerDep,
                             settings: SettingsDep) -> OpenAIEmbeddingResponse:
-    """``input`` a string or a list of strings; ``encoding_format`` float or base64 (little-endian float32)."""
-    if body.model != settings.served_model_name:
+    """``input`` a string or a list of strings; ``encoding_format`` float or base64 (little-endian float32); any
+    ``model`` gets the served one (named in the response), unless ``strict_model_name``."""
+    if settings.strict_model_name and body.model != settings.served_model_name:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"model {body.model!r} is not served here; use {settings.served_model_name!r}")
     texts = check_texts([body.input] if isinstance(body.input, str) else body.input, settings, field="input")
