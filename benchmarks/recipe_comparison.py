@@ -42,7 +42,7 @@ from typing import Any
 import pandas as pd
 
 from arxiv_assets.ml.embedding import default_precision, encode, load_model
-from arxiv_assets.ml.evaluation import evaluate_encoder
+from arxiv_assets.ml.evaluation import ModelEvaluation, evaluate_encoder, paired_differences
 from arxiv_assets.ml.hardware import best_device, cpu_flags
 from arxiv_assets.ml.metrics import PROBE_CS
 from arxiv_assets.ml.pairs import PairSettings, make_pair_sets
@@ -110,13 +110,36 @@ def external_papers(path: Path, per_subject: int) -> pd.DataFrame:
     return papers.assign(split="unseen", probe=False).reset_index(drop=True)
 
 
-def score(encode_texts, splits: pd.DataFrame, external: pd.DataFrame | None,
-          probe_cs: Sequence[float] = PROBE_CS) -> dict[str, float]:
-    figures = evaluate_encoder(encode_texts, splits, probe_cs=probe_cs).headline()
+def evaluate(encode_texts, splits: pd.DataFrame, external: pd.DataFrame | None,
+             probe_cs: Sequence[float] = PROBE_CS) -> dict[str, ModelEvaluation]:
+    """The pipeline's evaluation of the splits (key ``splits``) and, given, of the external papers (``external``)."""
+    evaluations = {"splits": evaluate_encoder(encode_texts, splits, probe_cs=probe_cs)}
     if external is not None:
-        outside = evaluate_encoder(encode_texts, external, probe_cs=probe_cs).headline()
+        evaluations["external"] = evaluate_encoder(encode_texts, external, probe_cs=probe_cs)
+    return evaluations
+
+
+def figures_of(evaluations: dict[str, ModelEvaluation]) -> dict[str, float]:
+    """Every headline figure, the external papers' (scored as an unseen slice) under ``external/``."""
+    figures = evaluations["splits"].headline()
+    if "external" in evaluations:
+        outside = evaluations["external"].headline()
         figures |= {k.replace("unseen/", "external/"): v for k, v in outside.items() if k.startswith("unseen/")}
     return figures
+
+
+def paired_table(candidate: dict[str, ModelEvaluation], reference: dict[str, ModelEvaluation]) -> pd.DataFrame:
+    """``candidate`` minus ``reference`` per slice and per-paper figure, with 95 % paired bootstrap intervals."""
+    frames = [paired_differences(candidate["splits"], reference["splits"])]
+    if "external" in candidate and "external" in reference:
+        outside = paired_differences(candidate["external"], reference["external"])
+        frames.append(outside[outside["slice"] == "unseen"].assign(slice="external"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def score(encode_texts, splits: pd.DataFrame, external: pd.DataFrame | None,
+          probe_cs: Sequence[float] = PROBE_CS) -> dict[str, float]:
+    return figures_of(evaluate(encode_texts, splits, external, probe_cs))
 
 
 def main() -> None:

@@ -9,7 +9,9 @@ variant the service may send (PyTorch fp32 / bf16, ONNX int8, OpenVINO static in
 and the hidden-set scoring care about — unseen subjects, new months, title search, papers outside the
 bundled sample — beside the untrained base model in fp32 (what the served model must beat), with the
 pipeline's own ``evaluate_encoder``. A variant the CPU cannot run fast (bf16 without AVX512-BF16 or AMX)
-still runs: the question is its quality, not its speed. Rows go to ``--out`` (JSON lines) as soon as they
+still runs: the question is its quality, not its speed. Each variant is also compared paper by paper (95 % paired
+bootstrap intervals, ``paired_differences``) with the base and with torch fp32 when this invocation scored them
+too: whether a tenth of a point is the precision's or the sample's. Rows go to ``--out`` (JSON lines) as soon as they
 exist, and the table is made of every row there for the same model, so several invocations (``--skip-base``,
 ``--variants``) build one table.
 """
@@ -27,10 +29,11 @@ from arxiv_assets.ml.hardware import cpu_flags
 from arxiv_assets.ml.variants import VARIANTS, ModelExport, encode_variant, load_variant
 from arxiv_assets.profiles import get_profile
 from benchmarks.common import FLAGS_OF_NOTE, machine_line, profile_splits
-from benchmarks.recipe_comparison import EXTERNAL_FIGURES, FIGURES, external_papers, score
+from benchmarks.recipe_comparison import EXTERNAL_FIGURES, FIGURES, evaluate, external_papers, figures_of, paired_table
 
 # ONNX fp32 is left out by default: its vectors match PyTorch fp32's to a cosine of 0.99999+ (onnx_model's check).
 BASE = "base torch-fp32"
+FP32 = "released torch-fp32"
 VARIANTS_SCORED: tuple[str, ...] = ("torch-fp32", "torch-bf16", "onnx-int8", "openvino-int8")
 # The figures the hidden set scores the served model on (through /v1/embeddings) and the gates hold.
 KEY_FIGURES: tuple[str, ...] = ("test/P@10", "test/known-item MRR@10", "unseen/P@10", "unseen/LR accuracy",
@@ -61,13 +64,18 @@ def main() -> None:
             out.write(json.dumps({**header, **row}) + "\n")
         print(json.dumps(row), flush=True)
 
+    evaluations = {}  # what this invocation scored: the variants are compared paper by paper with these
     if not args.skip_base:
         base = load_model(profile.train.base_model, device="cpu")
-        record({"system": BASE, **score(lambda texts: encode(base, texts), splits, external)})
+        evaluations[BASE] = evaluate(lambda texts: encode(base, texts), splits, external)
+        record({"system": BASE, **figures_of(evaluations[BASE])})
     for variant in args.variants:
         model = load_variant(args.model, variant)
-        record({"system": f"released {variant}",
-                **score(lambda texts, m=model, v=variant: encode_variant(m, v, texts), splits, external)})
+        system = f"released {variant}"
+        evaluations[system] = evaluate(lambda texts, m=model, v=variant: encode_variant(m, v, texts), splits, external)
+        paired = {f"paired vs {reference}": paired_table(evaluations[system], evaluations[reference]).to_dict("records")
+                  for reference in (BASE, FP32) if reference in evaluations and reference != system}
+        record({"system": system, **figures_of(evaluations[system]), **paired})
 
     print_table(args.out, export.source_fingerprint)
 
@@ -82,6 +90,17 @@ def print_table(path: Path, model_fingerprint: str) -> None:
     if BASE in table.index:
         print("\nPoints above the base (torch fp32):")
         print((100 * (table - table.loc[BASE])).drop(index=BASE).round(2).to_markdown())
+    latest = rows.drop_duplicates("system", keep="last").set_index("system")
+    for reference in (BASE, FP32):
+        column = f"paired vs {reference}"
+        if column not in latest:
+            continue
+        intervals = {system: {f"{r['slice']}/{r['figure']}": f"{r['points']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]"
+                              for r in records} for system, records in latest[column].dropna().items()}
+        if intervals:
+            print(f"\nPoints above {reference}, paper by paper, with 95 % paired bootstrap intervals:")
+            frame = pd.DataFrame(intervals).T
+            print(frame[[c for c in KEY_FIGURES if c in frame]].to_markdown())
 
 
 if __name__ == "__main__":
