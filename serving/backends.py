@@ -215,7 +215,7 @@ def _timed_round(backend: Backend, texts: list[str], batch_size: int) -> tuple[n
 
 def choose_backend(
     model_dir: Path, pinned: str = "auto", threads: int | None = None, n_probe: int = 32, rounds: int = 3,
-    batch_size: int = 32, min_cosine_fp32: float = 0.999, min_cosine_reduced: float = 0.98,
+    batch_size: int = 32, min_cosine_fp32: float = 0.999, min_cosine_reduced: float = 0.999,
 ) -> BackendChoice:
     """The (backend, threads) ``decide`` picks from steady-state measurements on ``n_probe`` real texts.
 

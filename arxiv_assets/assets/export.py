@@ -164,12 +164,17 @@ class PaperEmbeddingsConfig(dg.Config):
     # auto: on a CPU the fastest variant (by onnx_model's measurement) whose parity checks passed; on CUDA
     # PyTorch fp32 on the GPU (the ONNX variants are CPU builds)
     variant: Literal["auto", "torch-fp32", "onnx-fp32", "onnx-int8", "openvino-int8"] = "auto"
+    # auto takes only variants this close to PyTorch fp32 (onnx_model's measured min cosine): the int8 variants
+    # (0.993-0.996) cost title search -0.4 point of MRR@10 (benchmarks/RESULTS.md "What the service sends"), and
+    # the index's vectors are what /search finds papers by. 0.98: the fastest variant that passed, int8 included.
+    min_cosine: float = 0.999
     batch_size: int = 64
     threads: int | None = None  # intra-op threads; None: the runtime's default
 
 
-def embedding_variant(checks: dict, requested: str, device: str) -> str:
-    """The variant that embeds papers: ``requested`` if its checks passed, else (``auto``) the fastest that passed."""
+def embedding_variant(checks: dict, requested: str, device: str, min_cosine: float = 0.0) -> str:
+    """The variant that embeds papers: ``requested`` if its checks passed, else (``auto``) the fastest that passed
+    and matched PyTorch fp32 to ``min_cosine`` on every parity text."""
     # An export made before a variant existed has no checks for it, so it does not pass them.
     passed = [v for v, needed in VARIANT_CHECKS.items() if all(checks["checks"].get(c, False) for c in needed)]
     if requested != "auto":
@@ -179,7 +184,9 @@ def embedding_variant(checks: dict, requested: str, device: str) -> str:
         return requested
     if device.startswith("cuda"):
         return REFERENCE_VARIANT
-    speeds = {v: checks["details"]["variants"][v]["texts_per_s"] for v in passed}
+    measured = checks["details"]["variants"]
+    speeds = {v: measured[v]["texts_per_s"] for v in passed
+              if v == REFERENCE_VARIANT or measured[v].get("min_cosine", 0.0) >= min_cosine}
     return max(speeds, key=speeds.__getitem__)
 
 
@@ -193,12 +200,12 @@ def embedding_variant(checks: dict, requested: str, device: str) -> str:
 def paper_embeddings(context: dg.AssetExecutionContext, config: PaperEmbeddingsConfig, splits: pd.DataFrame,
                      onnx_model: Path, evaluation_embeddings: pd.DataFrame):
     """Every kept paper of the month embedded by the promoted model (``id, text_sha256, model_fingerprint,
-    embedding``), with the fastest export variant that passed parity; vectors already stored for the same
-    paper, text and model, or made by the evaluation of that model, are reused."""
+    embedding``), with the fastest export variant that passed parity and matches fp32 to ``min_cosine``; vectors
+    already stored for the same paper, text and model, or made by the evaluation of that model, are reused."""
     checks = read_checks(onnx_model, "the onnx_model export")
     fingerprint = ModelExport.read(onnx_model).source_fingerprint
     device = best_device()
-    variant = embedding_variant(checks, config.variant, device)
+    variant = embedding_variant(checks, config.variant, device, config.min_cosine)
     io_manager: ArtifactIOManager = context.resources.io_manager
     encoder = None
 

@@ -18,6 +18,7 @@ from arxiv_assets.assets.export import (
     ONNX_CHECKS,
     FaissIndexConfig,
     OnnxModelConfig,
+    PaperEmbeddingsConfig,
     embedding_variant,
     faiss_index,
     onnx_model,
@@ -343,9 +344,10 @@ def test_a_month_already_embedded_by_the_same_model_is_reused_not_encoded(export
 
 
 CHECKS_ALL_PASSED = {"checks": dict.fromkeys(ONNX_CHECKS, True),
-                     "details": {"variants": {"torch-fp32": {"texts_per_s": 40.0}, "onnx-fp32": {"texts_per_s": 50.0},
-                                              "onnx-int8": {"texts_per_s": 90.0},
-                                              "openvino-int8": {"texts_per_s": 80.0}}}}
+                     "details": {"variants": {"torch-fp32": {"texts_per_s": 40.0, "min_cosine": 1.0},
+                                              "onnx-fp32": {"texts_per_s": 50.0, "min_cosine": 0.99999},
+                                              "onnx-int8": {"texts_per_s": 90.0, "min_cosine": 0.993},
+                                              "openvino-int8": {"texts_per_s": 80.0, "min_cosine": 0.996}}}}
 
 
 def test_papers_are_embedded_by_the_fastest_variant_that_passed_parity():
@@ -365,6 +367,12 @@ def test_papers_are_embedded_by_the_fastest_variant_that_passed_parity():
     assert embedding_variant(CHECKS_ALL_PASSED, "onnx-fp32", "cpu") == "onnx-fp32"
     with pytest.raises(dg.Failure, match="onnx-int8 did not pass"):
         embedding_variant(int8_failed, "onnx-int8", "cpu")
+    # the config's default bar (fp32's 0.999) keeps int8 out of auto: the fastest variant that matches fp32
+    default_bar = PaperEmbeddingsConfig().min_cosine
+    assert embedding_variant(CHECKS_ALL_PASSED, "auto", "cpu", default_bar) == "onnx-fp32"
+    assert embedding_variant(CHECKS_ALL_PASSED, "auto", "cpu", 0.995) == "openvino-int8"
+    assert embedding_variant(onnx_failed, "auto", "cpu", default_bar) == "torch-fp32"  # the reference needs none
+    assert embedding_variant(CHECKS_ALL_PASSED, "onnx-int8", "cpu", default_bar) == "onnx-int8"  # asked for by name
 
 
 def test_hnsw_option_reports_recall_and_gates_on_it(exported, pipeline: Pipeline, tmp_path: Path):
