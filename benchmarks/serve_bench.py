@@ -119,7 +119,7 @@ def our_service(name: str, backend: str, releases_uri: str, endpoint: str = "emb
     port = free_port()
     env = {**os.environ, "ARXIV_SERVING_RELEASES_URI": releases_uri,
            "ARXIV_SERVING_BACKEND": backend, "ARXIV_SERVING_PORT": str(port), "ARXIV_SERVING_POLL_INTERVAL_S": "0",
-           "ARXIV_SERVING_LOG_LEVEL": "warning", "ARXIV_SERVING_MAX_QUEUE_TEXTS": "1024",
+           "ARXIV_SERVING_LOG_LEVEL": "warning",  # the default queue (4096 texts) holds every load the bench sends
            **{f"ARXIV_SERVING_{key.upper()}": value for key, value in settings.items()}}
     return Target(name, [sys.executable, "-m", "serving"], env, f"http://127.0.0.1:{port}", SERVED_NAME, "/ready",
                   endpoint)
