@@ -424,8 +424,9 @@ def main() -> None:
         rate = {row["server"].split(" (")[0]: row[column] for row in rows if row["concurrency"] == top}
         return rate.get(f"ours {backend}", float("nan")) / rate.get(reference, float("nan"))
 
-    measured = ", ".join(f"{m['backend']} x{m['threads']} {m['texts_per_s'] or 0:.1f} texts/s "
-                         f"(min cos {m['min_cosine'] or 0:.4f})" for m in auto["backend_measurements"])
+    measured = ", ".join(f"{m['backend']} x{m['threads']} "
+                         + (f"{m['texts_per_s']:.1f} texts/s" if m["texts_per_s"] else "not timed (parity)")
+                         + f" (min cos {m['min_cosine'] or 0:.4f})" for m in auto["backend_measurements"])
     vectors_as = "base64" if args.encoding_format == "base64" else "JSON floats"
     report = f"""## Serving: texts/s and latency behind the service vs infinity-emb ({date.today()})
 
