@@ -84,13 +84,12 @@ def print_table(path: Path, model_fingerprint: str) -> None:
     """Every row of ``path`` for this model (and the latest base row), and each variant's points above the base."""
     rows = pd.DataFrame([json.loads(line) for line in path.read_text().splitlines()])
     rows = rows[(rows["model_fingerprint"] == model_fingerprint) | (rows["system"] == BASE)]
-    table = rows.drop_duplicates("system", keep="last").set_index("system")
-    table = table[[c for c in (*FIGURES, *EXTERNAL_FIGURES) if c in table and c in KEY_FIGURES]]
+    latest = rows.drop_duplicates("system", keep="last").set_index("system")
+    table = latest[[c for c in (*FIGURES, *EXTERNAL_FIGURES) if c in latest and c in KEY_FIGURES]]
     print(table.round(4).to_markdown())
     if BASE in table.index:
         print("\nPoints above the base (torch fp32):")
         print((100 * (table - table.loc[BASE])).drop(index=BASE).round(2).to_markdown())
-    latest = rows.drop_duplicates("system", keep="last").set_index("system")
     for reference in (BASE, FP32):
         column = f"paired vs {reference}"
         if column not in latest:

@@ -68,7 +68,7 @@ class SliceEvaluation:
         scores = {"P@10": self.subject_retrieval.per_query["P@10"].to_numpy()}
         if self.known_item is not None:
             scores |= {f"known-item {m}": self.known_item.per_query[m].to_numpy() for m in ("R@1", "MRR@10")}
-        if self.classification is not None and len(self.classification.correct):
+        if self.classification is not None:
             scores["LR accuracy"] = self.classification.correct.astype(np.float64)
         return scores
 

@@ -133,9 +133,9 @@ class ClassificationReport:
     macro_f1: float
     per_class: pd.DataFrame  # index: class; precision, recall, f1-score, support
     confusion: pd.DataFrame  # rows: true class, columns: predicted class
-    regularization_c: float | None = None  # the linear probe's C (chosen by cross-validation)
     # per paper, in the order scored: whether the probe got it right (what a paired comparison resamples)
-    correct: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), compare=False)
+    correct: np.ndarray = field(compare=False)
+    regularization_c: float | None = None  # the linear probe's C (chosen by cross-validation)
 
     def summary(self) -> dict[str, float]:
         return {"accuracy": self.accuracy, "macro_f1": self.macro_f1} | (
