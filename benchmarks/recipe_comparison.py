@@ -79,6 +79,7 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
                           {"multi_dataset": False, **PLAIN}),
     # The same pairs with plain MNRL everywhere: paper -> paper batches full of same-subject "negatives".
     "mnrl-no-duplicates": (HALF_PAIRS, {"loss": "mnrl", **PLAIN}),
+    "mnrl-no-duplicates-6000": ({}, {"loss": "mnrl", **PLAIN}),
     "lr-1e-4": (HALF_PAIRS, {"learning_rate": 1e-4, **PLAIN}),
     "lr-2e-5": (HALF_PAIRS, {"learning_rate": 2e-5, **PLAIN}),
     "lr-2e-5-6000-interpolated": ({}, {"learning_rate": 2e-5}),  # the default's pairs and averaging, lr / 2.5
@@ -93,6 +94,9 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # the layers nearest the tokens (the most general) untouched by the training subjects.
     "freeze-2-layers": ({}, {"frozen_layers": 2}),
     "freeze-3-layers": ({}, {"frozen_layers": 3}),
+    # The default with a share of its paper -> paper pairs in plain no-duplicate batches (same-subject papers as
+    # negatives: paper-level detail, what title search needs), the rest subject-distinct.
+    "open-papers-half": ({}, {"open_paper_fraction": 0.5}),
 }
 FIGURES = ("test/P@10", "test/P@10 macro", "test/LR accuracy", "test/LR macro-F1", "test/known-item MRR@10",
            "unseen/P@10", "unseen/P@10 macro", "unseen/LR accuracy", "unseen/known-item R@1", "mixed/P@10",

@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # the module imports transformers, which train() loads only w
 
 Loss = Literal["mnrl", "mnrl_distinct_subjects", "gist", "contrastive", "batch_all_triplet"]
 LOSSES: tuple[str, ...] = get_args(Loss)
+# The dataset of paper -> paper pairs trained in plain no-duplicate batches (TrainSettings.open_paper_fraction).
+OPEN_PAPER_KIND = "paper_open"
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,10 @@ class TrainSettings:
     interpolate_with_base: bool = field(default=True, metadata=described(
         "average the trained weights with the base model's (WiSE-FT) at the share, of 0, 1/4, 1/2, 3/4 and 1, "
         "that scores best on the eval split while keeping title search within half a point of the base's"))
+    open_paper_fraction: float = field(default=0.0, metadata=described(
+        "share of the paper -> paper pairs trained in plain no-duplicate batches, where other papers of the "
+        "anchor's subject are negatives too (paper-level detail, what title search needs), as their own dataset; "
+        "the rest stay in subject-distinct batches (multi_dataset with mnrl_distinct_subjects only)"))
     teacher_model: str | None = field(default=None, metadata=described(
         "a bigger model whose in-batch similarities among random train papers the student also learns "
         "(ml/distillation.py), e.g. all-mpnet-base-v2 (a Hugging Face id or a local path); None: no distillation"))
@@ -178,10 +184,18 @@ def _training_columns(pairs: Dataset, loss: str, seed: int) -> Dataset:
 def _training_sets(pairs: Dataset, settings: TrainSettings) -> Dataset | dict[str, Dataset]:
     """One dataset, or one per kind of pair present (multi-dataset training)."""
     if not settings.multi_dataset:
+        if settings.open_paper_fraction:
+            raise ValueError("open_paper_fraction needs multi_dataset training (a dataset of its own)")
         return _training_columns(pairs, settings.loss, settings.seed)
-    kinds = pairs[KIND_COLUMN]
-    return {kind: _training_columns(pairs.select([i for i, k in enumerate(kinds) if k == kind]), settings.loss,
-                                    settings.seed)
+    kinds = np.asarray(pairs[KIND_COLUMN], dtype=object)
+    if settings.open_paper_fraction:
+        if settings.loss != "mnrl_distinct_subjects":
+            raise ValueError(f"open_paper_fraction only changes subject-distinct batching; loss is {settings.loss!r}")
+        papers = np.flatnonzero(kinds == "paper")
+        opened = np.random.default_rng(settings.seed).random(len(papers)) < settings.open_paper_fraction
+        kinds[papers[opened]] = OPEN_PAPER_KIND
+    return {kind: _training_columns(pairs.select(np.flatnonzero(kinds == kind)),
+                                    "mnrl" if kind == OPEN_PAPER_KIND else settings.loss, settings.seed)
             for kind in sorted(set(kinds))}
 
 

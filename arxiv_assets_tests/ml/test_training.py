@@ -7,10 +7,13 @@ import pytest
 from datasets import Dataset
 
 from arxiv_assets.ml.embedding import load_model
-from arxiv_assets.ml.sampling import SubjectDistinctBatchSampler
+from arxiv_assets.ml.sampling import SubjectDistinctBatchSampler, distinct_subjects_where_labelled
 from arxiv_assets.ml.training import (
     LOSSES,
+    OPEN_PAPER_KIND,
+    TrainSettings,
     _training_columns,
+    _training_sets,
     choose_max_seq_length,
     freeze_lower_layers,
     last_complete_checkpoint,
@@ -78,3 +81,21 @@ def test_frozen_layers_keep_the_embeddings_and_the_lowest_layers_out_of_training
     assert {name.split(".")[2] for name in trainable if name.startswith("encoder.layer.")} == {"2", "3", "4", "5"}
     with pytest.raises(ValueError, match="6 transformer layers"):
         freeze_lower_layers(model, 7)
+
+
+def test_open_paper_pairs_train_in_no_duplicate_batches_and_the_rest_stay_subject_distinct() -> None:
+    kinds = ["title_abstract"] * 20 + ["paper"] * 200 + ["subject"] * 20
+    pairs = Dataset.from_dict({"anchor": [f"a{i}" for i in range(240)], "positive": [f"p{i}" for i in range(240)],
+                               "primary_subject": [f"s{i % 4}" for i in range(240)], "kind": kinds})
+    sets = _training_sets(pairs, TrainSettings(open_paper_fraction=0.5))
+    assert sorted(sets) == sorted(["title_abstract", "paper", OPEN_PAPER_KIND, "subject"])
+    assert len(sets["title_abstract"]) == len(sets["subject"]) == 20  # only paper -> paper pairs move
+    assert len(sets["paper"]) + len(sets[OPEN_PAPER_KIND]) == 200
+    assert 70 < len(sets[OPEN_PAPER_KIND]) < 130
+    assert set(sets["paper"]["anchor"]).isdisjoint(sets[OPEN_PAPER_KIND]["anchor"])
+    samplers = {kind: type(distinct_subjects_where_labelled(data, 4, False)).__name__ for kind, data in sets.items()}
+    assert samplers == {"title_abstract": "NoDuplicatesBatchSampler", OPEN_PAPER_KIND: "NoDuplicatesBatchSampler",
+                        "paper": "SubjectDistinctBatchSampler", "subject": "SubjectDistinctBatchSampler"}
+    assert OPEN_PAPER_KIND not in _training_sets(pairs, TrainSettings())  # off by default
+    with pytest.raises(ValueError, match="subject-distinct"):
+        _training_sets(pairs, TrainSettings(open_paper_fraction=0.5, loss="mnrl"))
