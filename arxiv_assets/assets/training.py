@@ -77,6 +77,11 @@ def model(context: dg.AssetExecutionContext, config: TrainConfig, pairs: Dataset
             "interpolation_weight": result.interpolation.weight,
             "interpolation_eval": markdown_table(result.interpolation.scores, floatfmt=".4f"),
             "interpolation_seconds": round(result.interpolation.seconds, 1)}),
+        **({} if result.soup is None else {
+            "soup": "the base, this run and the second run averaged at a third each",
+            "soup_loss": result.soup.loss, "soup_steps": result.soup.steps,
+            "soup_train_seconds": round(result.soup.train_seconds, 1),
+            "soup_reused_from_failed_run": result.soup.reused}),
         "wandb": dg.MetadataValue.json(result.wandb),
         "settings": dg.MetadataValue.json(asdict(settings)),
     })

@@ -1,4 +1,5 @@
-"""Weight-space interpolation of a fine-tuned model with its base (WiSE-FT, Wortsman et al., 2022).
+"""Weight-space averaging: a fine-tuned model with its base (WiSE-FT, Wortsman et al., 2022), or several
+models fine-tuned from one base with it (a model soup).
 
 Fine-tuning on the seen subjects moves the encoder away from what the base knew about everything
 else (other subjects, title -> abstract search). Averaging the two models' weights keeps part of
@@ -19,20 +20,31 @@ from arxiv_assets.ml.metrics import Vectors, known_item_retrieval, subject_retri
 WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # share of the fine-tuned model; 0.0 is the base
 
 
+def average_weights(models: Sequence, shares: Sequence[float]):
+    """A copy of ``models[0]`` whose floating-point weights are ``sum(share * model)`` over the models (a model
+    soup, Wortsman et al., 2022, when they are fine-tuned from one base); the shares are non-negative and sum
+    to 1. The models are left as they were."""
+    if not models or len(models) != len(shares):
+        raise ValueError(f"one share per model: {len(models)} models, {len(shares)} shares")
+    if min(shares) < 0.0 or abs(sum(shares) - 1.0) > 1e-6:
+        raise ValueError(f"shares must be non-negative and sum to 1, got {list(shares)}")
+    states = [model.state_dict() for model in models]
+    if any(state.keys() != states[0].keys() for state in states[1:]):
+        raise ValueError("the models have different architectures: cannot average their weights")
+    mixed = copy.deepcopy(models[0])
+    mixed.load_state_dict({
+        name: sum(share * state[name].to(value.device) for share, state in zip(shares, states, strict=True))
+        if value.is_floating_point() else value
+        for name, value in states[0].items()
+    })
+    return mixed
+
+
 def interpolate_with_base(tuned, base, weight: float):
     """A copy of ``tuned`` whose floating-point weights are ``weight * tuned + (1 - weight) * base``."""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"interpolation weight must lie in [0, 1], got {weight}")
-    tuned_state, base_state = tuned.state_dict(), base.state_dict()
-    if tuned_state.keys() != base_state.keys():
-        raise ValueError("the fine-tuned model and the base have different architectures: cannot interpolate")
-    mixed = copy.deepcopy(tuned)
-    mixed.load_state_dict({
-        name: weight * value + (1.0 - weight) * base_state[name].to(value.device) if value.is_floating_point()
-        else value
-        for name, value in tuned_state.items()
-    })
-    return mixed
+    return average_weights([tuned, base], [weight, 1.0 - weight])
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import os
 import resource
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -18,7 +18,12 @@ from datasets import Dataset
 
 from arxiv_assets.ml.embedding import encode, load_model
 from arxiv_assets.ml.hardware import Device, cpu_has_fast_bf16, resolve_device
-from arxiv_assets.ml.interpolation import InterpolationChoice, choose_interpolation, interpolate_with_base
+from arxiv_assets.ml.interpolation import (
+    InterpolationChoice,
+    average_weights,
+    choose_interpolation,
+    interpolate_with_base,
+)
 from arxiv_assets.ml.pairs import KIND_COLUMN, NEGATIVE_COLUMN, SUBJECT_COLUMN
 from arxiv_assets.ml.settings import described
 from arxiv_assets.ml.text import paper_texts
@@ -28,8 +33,6 @@ if TYPE_CHECKING:  # the module imports transformers, which train() loads only w
 
 Loss = Literal["mnrl", "mnrl_distinct_subjects", "gist", "contrastive", "batch_all_triplet"]
 LOSSES: tuple[str, ...] = get_args(Loss)
-# The dataset of paper -> paper pairs trained in plain no-duplicate batches (TrainSettings.open_paper_fraction).
-OPEN_PAPER_KIND = "paper_open"
 
 
 @dataclass(frozen=True)
@@ -76,12 +79,18 @@ class TrainSettings:
     # the test split); halfway back to the base it is above the base on every retrieval slice
     # (benchmarks/RESULTS.md). The weight is chosen on the eval split, never on the judged slices.
     interpolate_with_base: bool = field(default=True, metadata=described(
-        "average the trained weights with the base model's (WiSE-FT) at the share, of 0, 1/4, 1/2, 3/4 and 1, "
-        "that scores best on the eval split while keeping title search within half a point of the base's"))
-    open_paper_fraction: float = field(default=0.0, metadata=described(
-        "share of the paper -> paper pairs trained in plain no-duplicate batches, where other papers of the "
-        "anchor's subject are negatives too (paper-level detail, what title search needs), as their own dataset; "
-        "the rest stay in subject-distinct batches (multi_dataset with mnrl_distinct_subjects only)"))
+        "without soup_loss: average the trained weights with the base model's (WiSE-FT) at the share, of 0, 1/4, "
+        "1/2, 3/4 and 1, that scores best on the eval split while keeping title search within half a point of the "
+        "base's"))
+    # Subject-distinct batches teach subjects and cost title search; plain no-duplicate batches (another paper
+    # of the anchor's subject is a negative) teach paper-level detail and cost unseen-subject retrieval. Averaged
+    # with the base at a third each, the two runs are above the base on subject retrieval and title search on
+    # every slice, where the one run averaged with the base is within noise of it on title search; mixing both
+    # batchings in one run is not (benchmarks/RESULTS.md "A soup of two runs").
+    soup_loss: Loss | None = field(default="mnrl", metadata=described(
+        "a second run on the same pairs with this loss ('mnrl': plain no-duplicate batches everywhere); the saved "
+        "model is the base, the main run and this one averaged at a third each (a uniform model soup), and "
+        "interpolate_with_base is not used. None: one run"))
     teacher_model: str | None = field(default=None, metadata=described(
         "a bigger model whose in-batch similarities among random train papers the student also learns "
         "(ml/distillation.py), e.g. all-mpnet-base-v2 (a Hugging Face id or a local path); None: no distillation"))
@@ -118,9 +127,23 @@ class TrainResult:
     eval_metrics: dict[str, float]
     teacher_seconds: float | None = None  # the teacher's encoding of its papers; None: no distillation
     budget: BudgetReport | None = None  # None: no time budget (max_steps set, or train_budget_seconds None)
-    interpolation: InterpolationChoice | None = None  # None: the trained weights as they are
+    interpolation: InterpolationChoice | None = None  # None: the trained weights as they are (or a soup)
+    soup: SoupIngredient | None = None  # the soup's second run; None: no soup
     resumed_from: str | None = None
     wandb: dict[str, str] = field(default_factory=dict)
+
+
+INGREDIENT_RECORD = "ingredient.json"  # written into a finished soup ingredient's directory, last
+
+
+@dataclass(frozen=True)
+class SoupIngredient:
+    """The soup's second run, kept in the work directory until the soup is saved (a failed step resumes there)."""
+
+    loss: str
+    steps: int
+    train_seconds: float
+    reused: bool  # trained by an earlier, failed run of the same settings and data
 
 
 def token_length_percentiles(model, texts: list[str]) -> dict[str, int]:
@@ -184,18 +207,10 @@ def _training_columns(pairs: Dataset, loss: str, seed: int) -> Dataset:
 def _training_sets(pairs: Dataset, settings: TrainSettings) -> Dataset | dict[str, Dataset]:
     """One dataset, or one per kind of pair present (multi-dataset training)."""
     if not settings.multi_dataset:
-        if settings.open_paper_fraction:
-            raise ValueError("open_paper_fraction needs multi_dataset training (a dataset of its own)")
         return _training_columns(pairs, settings.loss, settings.seed)
-    kinds = np.asarray(pairs[KIND_COLUMN], dtype=object)
-    if settings.open_paper_fraction:
-        if settings.loss != "mnrl_distinct_subjects":
-            raise ValueError(f"open_paper_fraction only changes subject-distinct batching; loss is {settings.loss!r}")
-        papers = np.flatnonzero(kinds == "paper")
-        opened = np.random.default_rng(settings.seed).random(len(papers)) < settings.open_paper_fraction
-        kinds[papers[opened]] = OPEN_PAPER_KIND
-    return {kind: _training_columns(pairs.select(np.flatnonzero(kinds == kind)),
-                                    "mnrl" if kind == OPEN_PAPER_KIND else settings.loss, settings.seed)
+    kinds = pairs[KIND_COLUMN]
+    return {kind: _training_columns(pairs.select([i for i, k in enumerate(kinds) if k == kind]), settings.loss,
+                                    settings.seed)
             for kind in sorted(set(kinds))}
 
 
@@ -265,6 +280,9 @@ def train(
     With ``settings.teacher_model``, ``train_papers`` (unlabelled: only their texts are used) are what the
     teacher encodes for distillation, trained as one more dataset of the multi-dataset run.
 
+    With ``settings.soup_loss``, a second run on the same pairs with that loss comes first (``soup_ingredient``);
+    the saved model is the base, this run and that one averaged at a third each.
+
     Checkpoints go to ``work_dir/<fingerprint>``: a run that dies mid-training is resumed by the
     next run with the same settings and data; nothing is written to ``output_dir`` until training
     has finished.
@@ -272,6 +290,9 @@ def train(
     import torch
 
     device = resolve_device(settings.device)  # first: a step without the CUDA it needs fails before any work
+    ingredient = None
+    if settings.soup_loss is not None:
+        ingredient = soup_ingredient(pairs, eval_pairs, eval_papers, settings, work_dir, data_fingerprint, run_name)
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.training_args import BatchSamplers
 
@@ -362,7 +383,11 @@ def train(
     budget = next((c.report() for c in trainer.callback_handler.callbacks if isinstance(c, TimeBudget)), None)
     model.max_seq_length = max_seq_length  # what the saved model encodes with
     interpolation = None
-    if settings.interpolate_with_base:
+    if ingredient is not None:
+        base = load_model(settings.base_model, device=device, max_seq_length=max_seq_length)
+        model = average_weights([model, base, load_model(ingredient_dir(work_dir, settings, data_fingerprint),
+                                                         device=device)], [1 / 3] * 3)
+    elif settings.interpolate_with_base:
         base = load_model(settings.base_model, device=device, max_seq_length=max_seq_length)
         interpolation = choose_interpolation(model, base, eval_papers,
                                              lambda encoder: lambda texts: encode(encoder, texts, precision=precision))
@@ -377,6 +402,8 @@ def train(
             wandb.finish()
     model.save(str(output_dir))
     shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the next run must not resume from it
+    if ingredient is not None:  # in the soup now
+        shutil.rmtree(ingredient_dir(work_dir, settings, data_fingerprint), ignore_errors=True)
     return TrainResult(
         model_dir=output_dir, settings=settings, device=device, precision=precision,
         max_seq_length=max_seq_length, train_seq_length=train_seq_length,
@@ -385,8 +412,38 @@ def train(
         samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
         peak_memory_mb=_peak_memory_mb(device), eval_metrics=final_eval,
         teacher_seconds=None if distillation is None else distillation.seconds, budget=budget,
-        interpolation=interpolation, resumed_from=resume, wandb=wandb_info,
+        interpolation=interpolation, soup=ingredient, resumed_from=resume, wandb=wandb_info,
     )
+
+
+def _ingredient_settings(settings: TrainSettings) -> TrainSettings:
+    # the same pairs and schedule with the soup's loss; a teacher's papers go to the main run only
+    return replace(settings, loss=settings.soup_loss, soup_loss=None, interpolate_with_base=False, teacher_model=None)
+
+
+def ingredient_dir(work_dir: Path, settings: TrainSettings, data_fingerprint: str) -> Path:
+    return work_dir / f"soup-{_ingredient_settings(settings).fingerprint(data_fingerprint)}"
+
+
+def soup_ingredient(pairs: Dataset, eval_pairs: Dataset, eval_papers: pd.DataFrame, settings: TrainSettings,
+                    work_dir: Path, data_fingerprint: str, run_name: str | None = None) -> SoupIngredient:
+    """Train the soup's second run into ``ingredient_dir`` (or find it there, finished by an earlier run whose
+    main training then failed): written under a temporary name and renamed when complete."""
+    target = ingredient_dir(work_dir, settings, data_fingerprint)
+    record = target / INGREDIENT_RECORD
+    if record.is_file():
+        return SoupIngredient(**{**json.loads(record.read_text()), "reused": True})
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    ingredient_settings = _ingredient_settings(settings)
+    result = train(pairs, eval_pairs, eval_papers, ingredient_settings, partial, work_dir, data_fingerprint,
+                   run_name=None if run_name is None else f"{run_name}-soup")
+    ingredient = SoupIngredient(loss=ingredient_settings.loss, steps=result.steps,
+                                train_seconds=result.train_seconds, reused=False)
+    (partial / INGREDIENT_RECORD).write_text(json.dumps({k: v for k, v in asdict(ingredient).items()
+                                                             if k != "reused"}))
+    partial.rename(target)
+    return ingredient
 
 
 def _wandb_info() -> dict[str, str]:

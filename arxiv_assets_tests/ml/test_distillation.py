@@ -79,7 +79,7 @@ def test_a_run_with_a_teacher_trains_on_its_papers_too(tiny_splits: pd.DataFrame
     # the bundled model stands in for a bigger teacher: only its embeddings' similarities are used
     settings = TrainSettings(batch_size=16, max_seq_length_cap=32, train_seq_length=32, report_to_wandb=False,
                              checkpoint_steps=10_000, eval_queries_per_subject=2, interpolate_with_base=False,
-                             device="cpu", teacher_model=BUNDLED_BASE_MODEL, teacher_papers=48)
+                             soup_loss=None, device="cpu", teacher_model=BUNDLED_BASE_MODEL, teacher_papers=48)
     with_teacher = train(pairs["train"], pairs["eval"], papers_in(tiny_splits, "eval"), settings, tmp_path / "t",
                          tmp_path / "work", data_fingerprint="teacher", train_papers=train_papers)
     without = train(pairs["train"], pairs["eval"], papers_in(tiny_splits, "eval"),

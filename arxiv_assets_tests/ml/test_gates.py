@@ -32,7 +32,7 @@ def headlines(splits: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) ->
     settings = TrainSettings(loss="mnrl_distinct_subjects", multi_dataset=False, learning_rate=1e-3, max_steps=40,
                              batch_size=16, max_seq_length_cap=SEQ, train_seq_length=32, warmup_ratio=0.0,
                              report_to_wandb=False, checkpoint_steps=10_000, eval_queries_per_subject=5,
-                             interpolate_with_base=False)
+                             interpolate_with_base=False, soup_loss=None)
     pairs = make_pair_sets(splits, PairSettings(train_pairs=640, eval_pairs=32, title_abstract_fraction=0.0,
                                                 subject_fraction=1.0))
     collapsed = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"), settings,

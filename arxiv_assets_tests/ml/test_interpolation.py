@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from arxiv_assets.ml.embedding import encode, load_model
-from arxiv_assets.ml.interpolation import choose_interpolation, interpolate_with_base
+from arxiv_assets.ml.interpolation import average_weights, choose_interpolation, interpolate_with_base
 from arxiv_assets.ml.training import TrainSettings
 
 
@@ -42,6 +42,17 @@ def test_the_ends_are_the_two_models_and_the_middle_is_their_mean(base, scramble
 def test_a_weight_outside_zero_to_one_is_refused(base, scrambled) -> None:
     with pytest.raises(ValueError, match="must lie in"):
         interpolate_with_base(scrambled, base, 1.5)
+
+
+def test_a_uniform_soup_is_the_mean_of_its_models(base, scrambled) -> None:
+    name, base_weight = next(iter(base.state_dict().items()))
+    other = interpolate_with_base(scrambled, base, 0.25)
+    soup = average_weights([scrambled, base, other], [1 / 3] * 3).state_dict()[name]
+    assert torch.allclose(soup, (scrambled.state_dict()[name] + base_weight + other.state_dict()[name]) / 3)
+    with pytest.raises(ValueError, match="sum to 1"):
+        average_weights([scrambled, base], [0.5, 0.6])
+    with pytest.raises(ValueError, match="one share per model"):
+        average_weights([scrambled, base], [1.0])
 
 
 def test_a_model_worse_at_title_search_than_its_base_is_not_chosen(base, scrambled,

@@ -60,7 +60,8 @@ def test_a_run_whose_epoch_does_not_fit_its_budget_ends_early_with_its_schedule_
                                                                                         tmp_path: Path) -> None:
     pairs, eval_papers = tiny_pairs
     tiny = TrainSettings(batch_size=16, max_seq_length_cap=32, train_seq_length=32, report_to_wandb=False,
-                         checkpoint_steps=10_000, eval_queries_per_subject=2, interpolate_with_base=False, device="cpu")
+                         checkpoint_steps=10_000, eval_queries_per_subject=2, interpolate_with_base=False,
+                         soup_loss=None, device="cpu")
 
     def run(budget: float | None, name: str):
         return train(pairs["train"], pairs["eval"], eval_papers, replace(tiny, train_budget_seconds=budget),

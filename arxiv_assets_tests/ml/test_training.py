@@ -1,22 +1,27 @@
-"""Training helpers: the batch sampler, sequence length, checkpoint resumption, frozen layers."""
+"""Training helpers: the batch sampler, sequence length, checkpoint resumption, frozen layers, the soup."""
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from datasets import Dataset
 
 from arxiv_assets.ml.embedding import load_model
-from arxiv_assets.ml.sampling import SubjectDistinctBatchSampler, distinct_subjects_where_labelled
+from arxiv_assets.ml.pairs import PairSettings, make_pair_sets
+from arxiv_assets.ml.sampling import SubjectDistinctBatchSampler
+from arxiv_assets.ml.splits import SplitSettings, make_splits, papers_in
 from arxiv_assets.ml.training import (
+    INGREDIENT_RECORD,
     LOSSES,
-    OPEN_PAPER_KIND,
     TrainSettings,
     _training_columns,
-    _training_sets,
     choose_max_seq_length,
     freeze_lower_layers,
+    ingredient_dir,
     last_complete_checkpoint,
+    soup_ingredient,
+    train,
 )
 
 
@@ -83,19 +88,30 @@ def test_frozen_layers_keep_the_embeddings_and_the_lowest_layers_out_of_training
         freeze_lower_layers(model, 7)
 
 
-def test_open_paper_pairs_train_in_no_duplicate_batches_and_the_rest_stay_subject_distinct() -> None:
-    kinds = ["title_abstract"] * 20 + ["paper"] * 200 + ["subject"] * 20
-    pairs = Dataset.from_dict({"anchor": [f"a{i}" for i in range(240)], "positive": [f"p{i}" for i in range(240)],
-                               "primary_subject": [f"s{i % 4}" for i in range(240)], "kind": kinds})
-    sets = _training_sets(pairs, TrainSettings(open_paper_fraction=0.5))
-    assert sorted(sets) == sorted(["title_abstract", "paper", OPEN_PAPER_KIND, "subject"])
-    assert len(sets["title_abstract"]) == len(sets["subject"]) == 20  # only paper -> paper pairs move
-    assert len(sets["paper"]) + len(sets[OPEN_PAPER_KIND]) == 200
-    assert 70 < len(sets[OPEN_PAPER_KIND]) < 130
-    assert set(sets["paper"]["anchor"]).isdisjoint(sets[OPEN_PAPER_KIND]["anchor"])
-    samplers = {kind: type(distinct_subjects_where_labelled(data, 4, False)).__name__ for kind, data in sets.items()}
-    assert samplers == {"title_abstract": "NoDuplicatesBatchSampler", OPEN_PAPER_KIND: "NoDuplicatesBatchSampler",
-                        "paper": "SubjectDistinctBatchSampler", "subject": "SubjectDistinctBatchSampler"}
-    assert OPEN_PAPER_KIND not in _training_sets(pairs, TrainSettings())  # off by default
-    with pytest.raises(ValueError, match="subject-distinct"):
-        _training_sets(pairs, TrainSettings(open_paper_fraction=0.5, loss="mnrl"))
+
+def test_the_soups_second_run_is_kept_until_the_soup_is_saved_and_a_failed_step_reuses_it(
+        sample_papers: pd.DataFrame, tmp_path: Path) -> None:
+    splits = make_splits(sample_papers, SplitSettings(min_papers_per_subject=150, max_papers_per_subject=20,
+                                                      probe_papers_per_subject=5, unseen_papers_per_subject=5)).papers
+    pairs, eval_papers = make_pair_sets(splits, PairSettings(train_pairs=64, eval_pairs=16)), papers_in(splits, "eval")
+    settings = TrainSettings(max_steps=2, batch_size=16, max_seq_length_cap=32, train_seq_length=32,
+                             report_to_wandb=False, checkpoint_steps=10_000, eval_queries_per_subject=2, device="cpu")
+    assert settings.soup_loss == "mnrl"  # the default recipe is a soup
+    work = tmp_path / "work"
+    target = ingredient_dir(work, settings, "soup")
+    half_written = target.with_name(target.name + ".partial")
+    half_written.mkdir(parents=True)
+    (half_written / "model.safetensors").write_bytes(b"cut short")
+
+    # the second run finishes, then the step fails (here: it stops) before the main run is done
+    first = soup_ingredient(pairs["train"], pairs["eval"], eval_papers, settings, work, "soup")
+    assert (first.loss, first.steps, first.reused) == ("mnrl", 2, False)
+    assert (target / INGREDIENT_RECORD).is_file() and not half_written.exists()
+
+    result = train(pairs["train"], pairs["eval"], eval_papers, settings, tmp_path / "model", work, "soup")
+    assert result.soup is not None and result.soup.reused  # not trained twice
+    assert (result.soup.loss, result.soup.steps) == ("mnrl", 2) and result.interpolation is None
+    assert not target.exists()  # averaged into the saved model, so no later run picks it up
+    base = load_model(settings.base_model, device="cpu")
+    name, base_weight = next(iter(base.state_dict().items()))
+    assert not np.allclose(load_model(result.model_dir).state_dict()[name].numpy(), base_weight.numpy())

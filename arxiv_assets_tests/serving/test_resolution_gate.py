@@ -40,7 +40,7 @@ def test_a_model_that_failed_its_evaluation_is_not_served_the_base_model_is(
     config.ops["score_models"]["config"]["min_p10_margin"] = 1.0  # no model beats the baselines by 100 points
     # the trained weights as they are: averaged with the base, a 4-step model may legitimately come out as the
     # base itself (weight 0 on the eval split), and this test needs a fine-tuned model that is not the base
-    config.ops["model"]["config"]["interpolate_with_base"] = False
+    config.ops["model"]["config"].update(interpolate_with_base=False, soup_loss=None)
     run = dg.materialize(
         [*GRAPH_UP_TO_BASELINE, *DEPLOYMENT], selection=DEPLOYMENT, instance=dg.DagsterInstance.ephemeral(),
         run_config=config, tags=partition_range_tags(SAMPLE_FIRST_MONTH, SAMPLE_LAST_MONTH),  # every month embedded
