@@ -87,7 +87,8 @@ class TrainSettings:
     # with the base at a third each, the two runs are above the base on subject retrieval and title search on
     # every slice, where the one run averaged with the base is within noise of it on title search; mixing both
     # batchings in one run is not (benchmarks/RESULTS.md "A soup of two runs").
-    soup_loss: Loss | None = field(default="mnrl", metadata=described(
+    # str, not Loss: Dagster's config types take a Literal but not an optional one; train() checks the name.
+    soup_loss: str | None = field(default="mnrl", metadata=described(
         "a second run on the same pairs with this loss ('mnrl': plain no-duplicate batches everywhere); the saved "
         "model is the base, the main run and this one averaged at a third each (a uniform model soup), and "
         "interpolate_with_base is not used. None: one run"))
@@ -292,6 +293,8 @@ def train(
     device = resolve_device(settings.device)  # first: a step without the CUDA it needs fails before any work
     ingredient = None
     if settings.soup_loss is not None:
+        if settings.soup_loss not in LOSSES:
+            raise ValueError(f"unknown soup_loss {settings.soup_loss!r}; choose one of {LOSSES} or None")
         ingredient = soup_ingredient(pairs, eval_pairs, eval_papers, settings, work_dir, data_fingerprint, run_name)
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.training_args import BatchSamplers

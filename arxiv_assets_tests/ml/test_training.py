@@ -1,5 +1,6 @@
 """Training helpers: the batch sampler, sequence length, checkpoint resumption, frozen layers, the soup."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,9 @@ def test_the_soups_second_run_is_kept_until_the_soup_is_saved_and_a_failed_step_
     settings = TrainSettings(max_steps=2, batch_size=16, max_seq_length_cap=32, train_seq_length=32,
                              report_to_wandb=False, checkpoint_steps=10_000, eval_queries_per_subject=2, device="cpu")
     assert settings.soup_loss == "mnrl"  # the default recipe is a soup
+    with pytest.raises(ValueError, match="unknown soup_loss 'mnrl2'"):
+        train(pairs["train"], pairs["eval"], eval_papers, replace(settings, soup_loss="mnrl2"), tmp_path / "x",
+              tmp_path / "work", "soup")
     work = tmp_path / "work"
     target = ingredient_dir(work, settings, "soup")
     half_written = target.with_name(target.name + ".partial")
