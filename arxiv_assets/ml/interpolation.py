@@ -2,8 +2,9 @@
 models fine-tuned from one base with it (a model soup).
 
 Fine-tuning on the seen subjects moves the encoder away from what the base knew about everything
-else (other subjects, title -> abstract search). Averaging the two models' weights keeps part of
-both; the weight is chosen on the eval split, never on the slices the model is judged on.
+else (other subjects, title -> abstract search). Averaging the models' weights keeps part of each:
+WiSE-FT's weight is chosen on the eval split, never on the slices the model is judged on; the
+default soup (TrainSettings.soup_loss) weighs the base and its two runs equally, nothing tuned.
 """
 
 from __future__ import annotations

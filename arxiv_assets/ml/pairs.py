@@ -29,9 +29,9 @@ HARD_NEGATIVE_POOL = 5  # a hard negative is drawn from this many lexically near
 class PairSettings:
     """How many pairs ``make_pair_sets`` draws and of which kinds; the defaults are the default profile's."""
 
-    # 6,000 gained 1.7 P@10 in distribution over 3,000 on 2 CPU cores at twice the training time; averaged
-    # with the base (TrainSettings.interpolate_with_base) it is then above the base on every retrieval
-    # slice (benchmarks/RESULTS.md, "Recipes on every slice").
+    # 6,000 gained 1.7 P@10 in distribution over 3,000 on 2 CPU cores at twice the training time, and the
+    # soup's second run on 3,000 of them lost the test probe's gain (benchmarks/RESULTS.md, "Recipes on every
+    # slice", "A soup of two runs").
     train_pairs: int = 6000
     eval_pairs: int = 200
     # Three objectives in one run (benchmarks/RESULTS.md, "Recipes on every slice"): a title finds its own
