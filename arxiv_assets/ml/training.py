@@ -51,9 +51,9 @@ class TrainSettings:
     # below the base on title search for the new months (R@1 -1.2) and external papers (-0.5), which the full
     # epoch keeps above it (benchmarks/RESULTS.md "Training time by CPU class"). Set it where time matters more.
     train_budget_seconds: float | None = field(default=None, metadata=described(
-        "most seconds the training loop may take: a quarter of the way in, the run's own timed steps say whether "
-        "the epoch fits, and if not it is re-planned (learning-rate schedule included) to end in time; None: no "
-        "limit; ignored when max_steps is set"))
+        "most seconds the training loop (each run of a soup) may take: a quarter of the way in, the run's own timed "
+        "steps say whether the epoch fits, and if not it is re-planned (learning-rate schedule included) to end in "
+        "time; None: no limit; ignored when max_steps is set"))
     batch_size: int = 64
     # The usual fine-tuning rate for MiniLM: 2e-4 turned the encoder into a classifier of its training
     # subjects and lost to the base model on every other slice (benchmarks/RESULTS.md).
