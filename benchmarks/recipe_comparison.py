@@ -67,6 +67,8 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "default": ({}, {}),
     # the default until 2026-12-03: one run, averaged with the base at the eval split's weight
     "wise-ft": ({}, WISE_FT),
+    # the soup with both runs trained at 96 tokens: a CPU step costs about what its tokens cost
+    "soup-96-tokens": ({}, {"train_seq_length": 96}),
     "not-interpolated": ({}, PLAIN),
     "3000-pairs": (HALF_PAIRS, PLAIN),  # the default before 2026-12-02
     "3000-pairs-interpolated": (HALF_PAIRS, WISE_FT),
