@@ -141,6 +141,7 @@ INGREDIENT_RECORD = "ingredient.json"  # written into a finished soup ingredient
 class SoupIngredient:
     """The soup's second run, kept in the work directory until the soup is saved (a failed step resumes there)."""
 
+    model_dir: Path  # in the work directory: deleted once the soup is saved
     loss: str
     steps: int
     train_seconds: float
@@ -388,8 +389,7 @@ def train(
     interpolation = None
     if ingredient is not None:
         base = load_model(settings.base_model, device=device, max_seq_length=max_seq_length)
-        model = average_weights([model, base, load_model(ingredient_dir(work_dir, settings, data_fingerprint),
-                                                         device=device)], [1 / 3] * 3)
+        model = average_weights([model, base, load_model(ingredient.model_dir, device=device)], [1 / 3] * 3)
     elif settings.interpolate_with_base:
         base = load_model(settings.base_model, device=device, max_seq_length=max_seq_length)
         interpolation = choose_interpolation(model, base, eval_papers,
@@ -406,7 +406,7 @@ def train(
     model.save(str(output_dir))
     shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the next run must not resume from it
     if ingredient is not None:  # in the soup now
-        shutil.rmtree(ingredient_dir(work_dir, settings, data_fingerprint), ignore_errors=True)
+        shutil.rmtree(ingredient.model_dir, ignore_errors=True)
     return TrainResult(
         model_dir=output_dir, settings=settings, device=device, precision=precision,
         max_seq_length=max_seq_length, train_seq_length=train_seq_length,
@@ -435,18 +435,16 @@ def soup_ingredient(pairs: Dataset, eval_pairs: Dataset, eval_papers: pd.DataFra
     target = ingredient_dir(work_dir, settings, data_fingerprint)
     record = target / INGREDIENT_RECORD
     if record.is_file():
-        return SoupIngredient(**{**json.loads(record.read_text()), "reused": True})
+        return SoupIngredient(model_dir=target, **json.loads(record.read_text()), reused=True)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     ingredient_settings = _ingredient_settings(settings)
     result = train(pairs, eval_pairs, eval_papers, ingredient_settings, partial, work_dir, data_fingerprint,
                    run_name=None if run_name is None else f"{run_name}-soup")
-    ingredient = SoupIngredient(loss=ingredient_settings.loss, steps=result.steps,
-                                train_seconds=result.train_seconds, reused=False)
-    (partial / INGREDIENT_RECORD).write_text(json.dumps({k: v for k, v in asdict(ingredient).items()
-                                                             if k != "reused"}))
+    facts = {"loss": ingredient_settings.loss, "steps": result.steps, "train_seconds": result.train_seconds}
+    (partial / INGREDIENT_RECORD).write_text(json.dumps(facts))
     partial.rename(target)
-    return ingredient
+    return SoupIngredient(model_dir=target, **facts, reused=False)
 
 
 def _wandb_info() -> dict[str, str]:

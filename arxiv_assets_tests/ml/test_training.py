@@ -89,7 +89,6 @@ def test_frozen_layers_keep_the_embeddings_and_the_lowest_layers_out_of_training
         freeze_lower_layers(model, 7)
 
 
-
 def test_the_soups_second_run_is_kept_until_the_soup_is_saved_and_a_failed_step_reuses_it(
         sample_papers: pd.DataFrame, tmp_path: Path) -> None:
     splits = make_splits(sample_papers, SplitSettings(min_papers_per_subject=150, max_papers_per_subject=20,
@@ -109,7 +108,7 @@ def test_the_soups_second_run_is_kept_until_the_soup_is_saved_and_a_failed_step_
 
     # the second run finishes, then the step fails (here: it stops) before the main run is done
     first = soup_ingredient(pairs["train"], pairs["eval"], eval_papers, settings, work, "soup")
-    assert (first.loss, first.steps, first.reused) == ("mnrl", 2, False)
+    assert (first.model_dir, first.loss, first.steps, first.reused) == (target, "mnrl", 2, False)
     assert (target / INGREDIENT_RECORD).is_file() and not half_written.exists()
 
     result = train(pairs["train"], pairs["eval"], eval_papers, settings, tmp_path / "model", work, "soup")
