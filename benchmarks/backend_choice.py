@@ -42,6 +42,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", default=resolve_model_source(BUNDLED_BASE_MODEL))
     parser.add_argument("--starts", type=int, default=5)
+    parser.add_argument("--decision", choices=("challenger", "champion", "base"), default="challenger",
+                        help="what the release would serve (a fine-tuned model unless base): the parity bar for "
+                             "reduced precision depends on it when ARXIV_SERVING_MIN_COSINE_REDUCED is unset")
     args = parser.parse_args()
     settings = Settings()
 
@@ -49,12 +52,13 @@ def main() -> None:
     machine = f"{machine_line()} · {flags_line()}"
     print(f"{machine}\nexporting {args.model_dir} ...", flush=True)
     export = export_as_released(Path(args.model_dir), work / "export")
+    reduced_bar = settings.reduced_precision_bar(args.decision)
     rows, reasons = [], []
     for start in range(1, args.starts + 1):
         started = time.perf_counter()
         choice = choose_backend(export.directory, settings.backend, settings.threads, settings.probe_texts,
                                 settings.backend_rounds, settings.max_batch_size, settings.min_cosine_fp32,
-                                settings.min_cosine_reduced)
+                                reduced_bar)
         seconds = time.perf_counter() - started
         chosen = f"{choice.backend.name} x{choice.backend.threads}"
         rows.append({"start": start, "chosen": chosen, "choice s": round(seconds, 1),
@@ -72,7 +76,8 @@ def main() -> None:
 ## Backend choice at startup, {args.starts} starts ({date.today()})
 
 {machine}. Model: `{args.model_dir}`, exported here (int8 config `{export.quantization_target}`).
-Each start runs the service's choice from scratch with its defaults: {settings.probe_texts} real abstracts,
+Each start runs the service's choice from scratch with its defaults, as for a release of decision
+`{args.decision}` (parity bar for reduced precision {reduced_bar}): {settings.probe_texts} real abstracts,
 a warm-up pass, then {settings.backend_rounds} timed rounds interleaved across candidates (batches of
 {settings.max_batch_size} through `Backend.encode`); a cell is a candidate's best round in texts/s. Rule
 (`serving.backends.decide`): the fastest that passed parity wins only when it is more than

@@ -240,7 +240,7 @@ class ModelManager:
         choice = choose_backend(
             directory, self.settings.backend, self.settings.threads, self.settings.probe_texts,
             self.settings.backend_rounds, self.settings.max_batch_size, self.settings.min_cosine_fp32,
-            self.settings.min_cosine_reduced,
+            self.settings.reduced_precision_bar(version.metadata.get("decision", "base")),
         )
         logger.info("loaded %s (%s) with backend %s in %.1fs", version.uri, version.asset, choice.backend.name,
                     time.perf_counter() - started)

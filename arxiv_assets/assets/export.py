@@ -165,8 +165,10 @@ class PaperEmbeddingsConfig(dg.Config):
     # PyTorch fp32 on the GPU (the ONNX variants are CPU builds)
     variant: Literal["auto", "torch-fp32", "onnx-fp32", "onnx-int8", "openvino-int8"] = "auto"
     # auto takes only variants this close to PyTorch fp32 (onnx_model's measured min cosine): the int8 variants
-    # (0.993-0.996) cost title search -0.4 point of MRR@10 (benchmarks/RESULTS.md "What the service sends"), and
-    # the index's vectors are what /search finds papers by. 0.98: the fastest variant that passed, int8 included.
+    # (0.992-0.996) cost title search -0.3 to -0.5 point of MRR@10 against fp32 (benchmarks/RESULTS.md "What the
+    # service sends", "int8 of the soup"). The service may still answer queries in static int8 (its own bar); the
+    # stored vectors are made once per model and searched by every query, so they keep fp32's fidelity. 0.98: the
+    # fastest variant that passed, int8 included.
     min_cosine: float = 0.999
     batch_size: int = 64
     threads: int | None = None  # intra-op threads; None: the runtime's default

@@ -20,6 +20,7 @@ from arxiv_assets.storage.releases import Release
 from arxiv_assets.storage.releases import main as releases_cli
 from serving import Settings, create_app
 from serving.backends import Measurement, available_backends, decide
+from serving.settings import FINE_TUNED_MIN_COSINE_REDUCED
 
 from .conftest import SHORT_TEXTS, own_embeddings, publish_release
 
@@ -229,6 +230,25 @@ def test_overload_is_refused_with_429(world: World):
         assert client.post("/embed", json={"texts": SHORT_TEXTS[:2]}).status_code == 200  # it recovers
 
 
+def test_the_reduced_precision_bar_follows_what_the_release_serves():
+    defaults = Settings(releases_uri="unused")
+    assert defaults.reduced_precision_bar("challenger") == defaults.reduced_precision_bar("champion") == 0.994
+    assert defaults.reduced_precision_bar("base") == defaults.min_cosine_fp32  # int8 of the base is below the base
+    explicit = Settings(releases_uri="unused", min_cosine_reduced=0.98)
+    assert explicit.reduced_precision_bar("base") == explicit.reduced_precision_bar("challenger") == 0.98
+
+
+def test_a_release_of_the_base_model_serves_nothing_below_fp32s_parity(tmp_path, onnx_dir):
+    publish_release(tmp_path, onnx_dir, decision="base")
+    with make_client(tmp_path, backend="auto", probe_texts=2) as client:
+        ready = client.get("/ready").json()
+        measured = {m["backend"]: m for m in ready["backend_measurements"]}
+        for int8 in ("onnx-int8", "openvino-int8"):
+            assert measured[int8]["threshold"] == 0.999
+            assert measured[int8]["passed"] == (measured[int8]["min_cosine"] >= 0.999)
+        assert measured[ready["backend"]]["passed"]
+
+
 def test_settings_refuse_a_queue_smaller_than_one_request():
     with pytest.raises(ValueError, match="max_queue_texts"):
         Settings(max_queue_texts=4, max_texts=4)
@@ -269,6 +289,9 @@ def test_reload_follows_the_pointer_to_a_new_release_and_back_on_rollback(tmp_pa
         measured = {m["backend"]: m for m in ready["backend_measurements"]}
         assert set(measured) == set(available_backends(onnx_dir))
         assert measured["onnx-fp32"]["min_cosine"] > 0.999 and measured["onnx-int8"]["min_cosine"] > 0.98
+        # a fine-tuned release (challenger): reduced precision is held to the bar that admits static int8
+        assert measured["onnx-int8"]["threshold"] == measured["openvino-int8"]["threshold"] == \
+            FINE_TUNED_MIN_COSINE_REDUCED
         chosen, reason = decide([Measurement(**m) for m in ready["backend_measurements"]])
         assert (chosen.backend, chosen.threads, reason) == (ready["backend"], ready["threads"], ready["backend_reason"])
         assert chosen.passed
