@@ -87,6 +87,8 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # The same pairs with plain MNRL everywhere: paper -> paper batches full of same-subject "negatives".
     "mnrl-no-duplicates": (HALF_PAIRS, {"loss": "mnrl", **PLAIN}),
     "mnrl-no-duplicates-6000": ({}, {"loss": "mnrl", **PLAIN}),
+    # The soup's second run alone with layers 0-2 frozen: an ingredient for a soup whose main run trains every layer.
+    "mnrl-no-duplicates-6000-freeze-3": ({}, {"loss": "mnrl", "frozen_layers": 3, **PLAIN}),
     "lr-1e-4": (HALF_PAIRS, {"learning_rate": 1e-4, **PLAIN}),
     "lr-2e-5": (HALF_PAIRS, {"learning_rate": 2e-5, **PLAIN}),
     # the WiSE-FT default's pairs and averaging, lr / 2.5
