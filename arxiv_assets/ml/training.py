@@ -61,7 +61,8 @@ class TrainSettings:
     warmup_ratio: float = 0.1
     frozen_layers: int = field(default=0, metadata=described(
         "the token embeddings and this many of the backbone's lowest transformer layers keep the base model's "
-        "weights (no gradients, no backward pass through them); 0: everything trains"))
+        "weights (no gradients, no backward pass through them) in the main run (the soup's second run: "
+        "soup_frozen_layers); 0: everything trains"))
     # The base model encodes 256 tokens; cutting arXiv abstracts at 128 lost 2.5 P@10 points and 3 R@1
     # points for it.
     max_seq_length_cap: int = field(default=256, metadata=described(
@@ -92,6 +93,12 @@ class TrainSettings:
         "a second run on the same pairs with this loss ('mnrl': plain no-duplicate batches everywhere); the saved "
         "model is the base, the main run and this one averaged at a third each (a uniform model soup), and "
         "interpolate_with_base is not used. None: one run"))
+    # Freezing costs subject P@10, the main run's contribution, and not title search, the second run's: with its
+    # layers 0-2 frozen the second run trains in 229 s instead of 414 s, and the soup stays within 0.3 point of
+    # the all-trained one on every slice (benchmarks/RESULTS.md "A soup of two runs").
+    soup_frozen_layers: int = field(default=3, metadata=described(
+        "frozen_layers of the soup's second run (with soup_loss): the token embeddings and this many of its "
+        "lowest transformer layers keep the base model's weights; 0: everything trains"))
     teacher_model: str | None = field(default=None, metadata=described(
         "a bigger model whose in-batch similarities among random train papers the student also learns "
         "(ml/distillation.py), e.g. all-mpnet-base-v2 (a Hugging Face id or a local path); None: no distillation"))
@@ -265,10 +272,11 @@ def freeze_lower_layers(model, layers: int) -> None:
     backbone = model[0].auto_model
     stack = getattr(getattr(backbone, "encoder", None), "layer", None)
     if stack is None:
-        raise ValueError(f"frozen_layers needs a BERT-like backbone (encoder.layer); {type(backbone).__name__} "
-                         "has none")
+        raise ValueError(f"freezing {layers} layers (frozen_layers / soup_frozen_layers) needs a BERT-like backbone "
+                         f"(encoder.layer); {type(backbone).__name__} has none: set them to 0")
     if layers > len(stack):
-        raise ValueError(f"frozen_layers={layers}, but the backbone has {len(stack)} transformer layers")
+        raise ValueError(f"freezing {layers} layers (frozen_layers / soup_frozen_layers), but the backbone has "
+                         f"{len(stack)} transformer layers")
     for module in (backbone.embeddings, *stack[:layers]):
         module.requires_grad_(False)
 
@@ -421,7 +429,8 @@ def train(
 
 def _ingredient_settings(settings: TrainSettings) -> TrainSettings:
     # the same pairs and schedule with the soup's loss; a teacher's papers go to the main run only
-    return replace(settings, loss=settings.soup_loss, soup_loss=None, interpolate_with_base=False, teacher_model=None)
+    return replace(settings, loss=settings.soup_loss, soup_loss=None, interpolate_with_base=False, teacher_model=None,
+                   frozen_layers=settings.soup_frozen_layers)
 
 
 def ingredient_dir(work_dir: Path, settings: TrainSettings, data_fingerprint: str) -> Path:

@@ -110,6 +110,14 @@ def test_the_soups_second_run_is_kept_until_the_soup_is_saved_and_a_failed_step_
     first = soup_ingredient(pairs["train"], pairs["eval"], eval_papers, settings, work, "soup")
     assert (first.model_dir, first.loss, first.steps, first.reused) == (target, "mnrl", 2, False)
     assert (target / INGREDIENT_RECORD).is_file() and not half_written.exists()
+    # the second run trains with its own frozen layers (soup_frozen_layers: 3 by default): those keep the base's
+    base_weights = load_model(settings.base_model, device="cpu").state_dict()
+    ingredient_weights = load_model(target, device="cpu").state_dict()
+    unchanged = {name for name, weight in ingredient_weights.items() if np.array_equal(weight, base_weights[name])}
+    layers = {i: {name for name in ingredient_weights if f"encoder.layer.{i}." in name} for i in range(6)}
+    assert all(layers[i] <= unchanged for i in range(settings.soup_frozen_layers))
+    assert all(layers[i] - unchanged for i in range(settings.soup_frozen_layers, 6))  # the rest trained
+    assert {name for name in ingredient_weights if ".embeddings." in name} <= unchanged
 
     result = train(pairs["train"], pairs["eval"], eval_papers, settings, tmp_path / "model", work, "soup")
     assert result.soup is not None and result.soup.reused  # not trained twice
