@@ -56,6 +56,9 @@ def model(context: dg.AssetExecutionContext, config: TrainConfig, pairs: Dataset
         "loss": settings.loss,
         "device": result.device,
         "precision": result.precision,
+        "precision_reason": result.precision_choice.reason,
+        **({} if not result.precision_choice.seconds else {
+            "precision_timed_step_seconds": dg.MetadataValue.json(result.precision_choice.seconds)}),
         "max_seq_length": result.max_seq_length,
         "train_seq_length": result.train_seq_length,
         "token_length_percentiles": dg.MetadataValue.json(result.token_length_percentiles),

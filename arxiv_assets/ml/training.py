@@ -17,7 +17,7 @@ import pandas as pd
 from datasets import Dataset
 
 from arxiv_assets.ml.embedding import encode, load_model
-from arxiv_assets.ml.hardware import Device, cpu_has_fast_bf16, resolve_device
+from arxiv_assets.ml.hardware import Device, resolve_device
 from arxiv_assets.ml.interpolation import (
     InterpolationChoice,
     average_weights,
@@ -27,6 +27,7 @@ from arxiv_assets.ml.interpolation import (
 from arxiv_assets.ml.pairs import KIND_COLUMN, NEGATIVE_COLUMN, SUBJECT_COLUMN
 from arxiv_assets.ml.settings import described
 from arxiv_assets.ml.text import paper_texts
+from arxiv_assets.ml.train_precision import TIMING_TEXTS, PrecisionChoice, TrainPrecision, choose_training_precision
 
 if TYPE_CHECKING:  # the module imports transformers, which train() loads only when it runs
     from arxiv_assets.ml.time_budget import BudgetReport
@@ -55,6 +56,10 @@ class TrainSettings:
         "steps say whether the epoch fits, and if not it is re-planned (learning-rate schedule included) to end in "
         "time; None: no limit; ignored when max_steps is set"))
     batch_size: int = 64
+    train_precision: TrainPrecision = field(default="auto", metadata=described(
+        "'auto': bf16 on a GPU that supports it; on a CPU, bf16 only where a timed forward and backward pass of "
+        "the run's own texts was at least 1.25x faster than fp32's (ml/train_precision.py); 'fp32' or 'bf16': "
+        "that, untimed"))
     # The usual fine-tuning rate for MiniLM: 2e-4 turned the encoder into a classifier of its training
     # subjects and lost to the base model on every other slice (benchmarks/RESULTS.md).
     learning_rate: float = 5e-5
@@ -125,6 +130,7 @@ class TrainResult:
     settings: TrainSettings
     device: str
     precision: str
+    precision_choice: PrecisionChoice
     max_seq_length: int
     train_seq_length: int
     token_length_percentiles: dict[str, int]
@@ -310,14 +316,18 @@ def train(
 
     torch.manual_seed(settings.seed)
     on_cuda = device == "cuda"
-    bf16 = (on_cuda and torch.cuda.is_bf16_supported()) or (not on_cuda and cpu_has_fast_bf16())
-    precision = "bf16" if bf16 else "fp32"
     model = load_model(settings.base_model, device=device)
     percentiles = token_length_percentiles(model, pairs["anchor"][:2000])
     max_seq_length = choose_max_seq_length(percentiles, settings.max_seq_length_cap)
     train_seq_length = min(max_seq_length, settings.train_seq_length or max_seq_length)
     model.max_seq_length = train_seq_length
     freeze_lower_layers(model, settings.frozen_layers)
+    # timed on the longest of the first anchors: at train_seq_length, as the epoch's full steps run
+    precision_choice = choose_training_precision(
+        model, sorted(pairs["anchor"][:200], key=len)[-TIMING_TEXTS:], device, settings.train_precision,
+        cuda_bf16=on_cuda and torch.cuda.is_bf16_supported())
+    precision = precision_choice.precision
+    bf16 = precision == "bf16"
 
     train_dataset = _training_sets(pairs, settings)
     eval_dataset = _training_sets(eval_pairs, settings)
@@ -416,7 +426,7 @@ def train(
     if ingredient is not None:  # in the soup now
         shutil.rmtree(ingredient.model_dir, ignore_errors=True)
     return TrainResult(
-        model_dir=output_dir, settings=settings, device=device, precision=precision,
+        model_dir=output_dir, settings=settings, device=device, precision=precision, precision_choice=precision_choice,
         max_seq_length=max_seq_length, train_seq_length=train_seq_length,
         token_length_percentiles=percentiles,
         steps=int(output.global_step), train_seconds=train_seconds,

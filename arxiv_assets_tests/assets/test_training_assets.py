@@ -17,6 +17,7 @@ from arxiv_assets.assets.scoring import BEATS_SERVED, score_models
 from arxiv_assets.assets.training import model
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, ModelLoadError, encode, load_model
 from arxiv_assets.ml.evaluation import GATE_ASSETS, SLICES, GateSettings
+from arxiv_assets.ml.train_precision import pick_training_precision
 from arxiv_assets.ml.variants import model_fingerprint
 from arxiv_assets.profiles import get_profile
 from arxiv_assets.resources.io_manager import ArtifactIOManager
@@ -41,6 +42,10 @@ def test_smoke_training_saves_a_model_that_reloads_and_embeds(smoke_model: Smoke
     assert metadata["train_seq_length"] == 32  # trained on shorter texts than it encodes
     assert metadata["token_length_percentiles"]["p90"] > 64
     assert metadata["samples_per_second"] > 0 and metadata["peak_memory_mb"] > 0
+    # the precision timed on this CPU, whichever won, and why
+    timed = metadata["precision_timed_step_seconds"]
+    assert metadata["precision"] == pick_training_precision(timed["fp32"], timed["bf16"]).precision
+    assert "bf16 timed" in metadata["precision_reason"]
     assert Path(metadata["wandb"]["run_dir"]).exists()  # offline W&B run written locally
     # a soup of the base, this run and a second run in plain no-duplicate batches (the default recipe)
     assert (metadata["soup_loss"], metadata["soup_steps"]) == ("mnrl", 4) and metadata["soup_train_seconds"] > 0
