@@ -102,6 +102,8 @@ def test_the_soups_second_run_is_kept_until_the_soup_is_saved_and_a_failed_step_
               tmp_path / "work", "soup")
     work = tmp_path / "work"
     target = ingredient_dir(work, settings, "soup")
+    # an all-trained second run (left by a run with other settings) is never taken for a frozen one
+    assert ingredient_dir(work, replace(settings, soup_frozen_layers=0), "soup") != target
     half_written = target.with_name(target.name + ".partial")
     half_written.mkdir(parents=True)
     (half_written / "model.safetensors").write_bytes(b"cut short")
