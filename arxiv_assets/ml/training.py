@@ -129,8 +129,7 @@ class TrainResult:
     model_dir: Path
     settings: TrainSettings
     device: str
-    precision: str
-    precision_choice: PrecisionChoice
+    precision_choice: PrecisionChoice  # what it trained in, and why
     max_seq_length: int
     train_seq_length: int
     token_length_percentiles: dict[str, int]
@@ -145,6 +144,10 @@ class TrainResult:
     soup: SoupIngredient | None = None  # the soup's second run; None: no soup
     resumed_from: str | None = None
     wandb: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def precision(self) -> str:
+        return self.precision_choice.precision
 
 
 INGREDIENT_RECORD = "ingredient.json"  # written into a finished soup ingredient's directory, last
@@ -426,7 +429,7 @@ def train(
     if ingredient is not None:  # in the soup now
         shutil.rmtree(ingredient.model_dir, ignore_errors=True)
     return TrainResult(
-        model_dir=output_dir, settings=settings, device=device, precision=precision, precision_choice=precision_choice,
+        model_dir=output_dir, settings=settings, device=device, precision_choice=precision_choice,
         max_seq_length=max_seq_length, train_seq_length=train_seq_length,
         token_length_percentiles=percentiles,
         steps=int(output.global_step), train_seconds=train_seconds,
