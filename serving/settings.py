@@ -51,12 +51,12 @@ class Settings(BaseSettings):
                                 "a warm-up; the best round counts.")
     min_cosine_fp32: float = 0.999
     # None chooses by what the release serves. A fine-tuned model (the default recipe's soup): 0.994, which admits
-    # OpenVINO's static int8 (min cosine 0.995-0.996 to fp32) and not ONNX Runtime's dynamic int8 (0.992): on every
-    # slice the static int8 kept the soup above the untrained base's point estimates on every retrieval figure,
-    # while the dynamic one lost 0.4 unseen-subject P@10 to the same model in fp32, paired 95 % interval excluding
-    # zero (benchmarks/RESULTS.md "int8 of the soup", 2026-12-03). The untrained base (a release whose gates all
-    # failed): fp32's bar, since any int8 of the base is below the base (title search -0.4 MRR@10, "What the
-    # service sends").
+    # OpenVINO's static int8 (min cosine 0.994-0.996 to fp32 on the soups measured) and not ONNX Runtime's dynamic
+    # int8 (0.992): on every slice the static int8 kept the soup above the untrained base's point estimates on every
+    # retrieval figure, while the dynamic one lost 0.4 unseen-subject P@10 to the same model in fp32, paired 95 %
+    # interval excluding zero (benchmarks/RESULTS.md "int8 of the soup", 2026-12-03). The untrained base (a release
+    # whose gates all failed): fp32's bar, since any int8 of the base is below the base (title search -0.4 MRR@10,
+    # "What the service sends").
     min_cosine_reduced: float | None = Field(default=None, description="Parity bar at load for reduced precision "
                                              "(bf16, fp16, int8): min cosine to PyTorch fp32 on the probe texts. "
                                              "Unset: 0.994 for a fine-tuned release, min_cosine_fp32 for the base; "
