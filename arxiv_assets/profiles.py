@@ -37,8 +37,9 @@ PROFILES: dict[str, Profile] = {
     # Seconds: a handful of subjects and pairs, for tests.
     "smoke": Profile(
         name="smoke",
-        splits=SplitSettings(min_papers_per_subject=150, max_papers_per_subject=60, eval_fraction=0.2,
-                             test_fraction=0.3, probe_papers_per_subject=20, unseen_papers_per_subject=30),
+        splits=SplitSettings(min_papers_per_subject=150, min_papers_per_rare_subject=100, max_papers_per_subject=60,
+                             eval_fraction=0.2, test_fraction=0.3, probe_papers_per_subject=20,
+                             unseen_papers_per_subject=30),
         pairs=PairSettings(train_pairs=64, eval_pairs=32),
         train=TrainSettings(max_steps=4, batch_size=16, max_seq_length_cap=64, train_seq_length=32,
                             checkpoint_steps=2, eval_queries_per_subject=5),

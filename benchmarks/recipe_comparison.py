@@ -8,7 +8,7 @@
 Each recipe is the default profile's pair and train settings with a few fields changed (RECIPES).
 Every row is trained from the same base model on pairs drawn from the same train split (default
 profile), then scored by the pipeline's own ``evaluate_encoder`` on the test, unseen-subject,
-mixed and new-month slices. ``--external`` adds a slice the pipeline never sees: papers of that
+mixed, new-month and rare-subject slices. ``--external`` adds a slice the pipeline never sees: papers of that
 parquet file that are not in the bundled sample (the bundled sample holds every paper of the small
 subjects, so these come from the eight largest: cs.CV, cs.CL, cs.AI, cs.LG, cs.IT and three of
 astro-ph; cs.CL and cs.LG are unseen subjects in the default splits), scored like the unseen slice
@@ -109,7 +109,7 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 FIGURES = ("test/P@10", "test/P@10 macro", "test/LR accuracy", "test/LR macro-F1", "test/known-item MRR@10",
            "unseen/P@10", "unseen/P@10 macro", "unseen/LR accuracy", "unseen/known-item R@1", "mixed/P@10",
-           "new/P@10", "new/known-item R@1")
+           "new/P@10", "new/known-item R@1", "rare/P@10", "rare/LR accuracy", "rare/known-item R@1")
 EXTERNAL_FIGURES = ("external/P@10", "external/LR accuracy", "external/known-item R@1")
 
 

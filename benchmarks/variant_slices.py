@@ -37,7 +37,8 @@ FP32 = "released torch-fp32"
 VARIANTS_SCORED: tuple[str, ...] = ("torch-fp32", "torch-bf16", "onnx-int8", "openvino-int8")
 # The figures the hidden set scores the served model on (through /v1/embeddings) and the gates hold.
 KEY_FIGURES: tuple[str, ...] = ("test/P@10", "test/known-item MRR@10", "unseen/P@10", "unseen/LR accuracy",
-                                "unseen/known-item R@1", "new/P@10", "new/known-item R@1", *EXTERNAL_FIGURES)
+                                "unseen/known-item R@1", "new/P@10", "new/known-item R@1", "rare/P@10",
+                                "rare/LR accuracy", "rare/known-item R@1", *EXTERNAL_FIGURES)
 
 
 def main() -> None:

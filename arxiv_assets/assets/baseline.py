@@ -16,7 +16,7 @@ def tfidf_baseline(context: dg.AssetExecutionContext, splits: pd.DataFrame) -> d
     """TF-IDF fit on the train split, scored on every slice exactly as the models are: subject retrieval
     (relevant = same primary subject, the query excluded), known-item title->abstract retrieval, and
     logistic regression (fit on the probe papers every model's probe uses, and, for reference, on all of
-    train; cross-validated within the unseen subjects)."""
+    train; cross-validated within the unseen subjects and within the rare ones)."""
     result = evaluate_tfidf(splits)
     headline = result.evaluation.headline()
     test = result.evaluation.slices["test"]

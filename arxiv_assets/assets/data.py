@@ -76,7 +76,8 @@ class SplitsConfig(settings_config(ACTIVE.splits)):
 @dg.asset(group_name="data", kinds={"pandas", "parquet"})
 def splits(context: dg.AssetExecutionContext, config: SplitsConfig, raw_papers: dict[str, pd.DataFrame]):
     """Every materialized month, split by a hash of the paper id into train/eval/test; the newest months
-    (``new``) and a hash-chosen third of the subjects (``unseen``) are never trained on and judge the model."""
+    (``new``), a hash-chosen third of the subjects (``unseen``) and the subjects too small to split (``rare``)
+    are never trained on and judge the model."""
     months = raw_papers if isinstance(raw_papers, dict) else {"single": raw_papers}
     papers = pd.concat(months.values(), ignore_index=True).drop_duplicates("id")
     result = make_splits(papers, config.settings())
@@ -84,7 +85,8 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, raw_papers: 
         raise dg.Failure(f"no subject has {config.min_papers_per_subject} papers to train and test on across months "
                          f"{sorted(months)}; lower min_papers_per_subject or materialize more months of raw_papers")
     counts = split_counts(result.papers)
-    context.log.info(f"dropped {len(result.dropped_subjects)} subjects below {config.min_papers_per_subject} papers; "
+    context.log.info(f"{len(result.rare_subjects)} subjects below {config.min_papers_per_subject} papers judge as the "
+                     f"rare slice, {len(result.dropped_subjects)} below {config.min_papers_per_rare_subject} dropped; "
                      f"unseen subjects {result.unseen_subjects}; new months {result.new_months}")
     return dg.Output(
         result.papers,
@@ -97,6 +99,7 @@ def splits(context: dg.AssetExecutionContext, config: SplitsConfig, raw_papers: 
             "unseen_subjects": dg.MetadataValue.json(result.unseen_subjects),
             "new_months": dg.MetadataValue.json(result.new_months),
             "papers_per_subject_and_split": markdown_table(counts, floatfmt=".0f"),
+            "rare_subjects": dg.MetadataValue.json(result.rare_subjects),
             "dropped_subjects": dg.MetadataValue.json(result.dropped_subjects),
             "capped_subjects": dg.MetadataValue.json(result.capped_subjects),
         },

@@ -70,11 +70,12 @@ def _check_spec(name: str, description: str) -> dg.AssetCheckSpec:
     ins={name: dg.AssetIn() for name in ("model", "splits", "tfidf_baseline")},
     outs={
         "ir_metrics": dg.AssetOut(kinds={"scikitlearn"}, description="Subject and known-item retrieval on the test, "
-                                  "unseen-subject, mixed and new-month slices: P@1/5/10, MRR@10, NDCG@10, MAP@100 "
-                                  "micro and macro, per subject; t-SNE plots; the quality gates."),
+                                  "unseen-subject, mixed, new-month and rare-subject slices: P@1/5/10, MRR@10, "
+                                  "NDCG@10, MAP@100 micro and macro, per subject; t-SNE plots; the quality gates."),
         "classifier_metrics": dg.AssetOut(kinds={"scikitlearn"}, description="Logistic regression on frozen "
                                           "embeddings (fit on train probe papers, scored on test and new; "
-                                          "cross-validated on unseen subjects) beside TF-IDF + LR; confusion."),
+                                          "cross-validated on unseen and rare subjects) beside TF-IDF + LR; "
+                                          "confusion."),
         "evaluation_embeddings": dg.AssetOut(kinds={"parquet"}, description="The judged and probe papers' "
                                              "embeddings by the base, fine-tuned (and served) model, as "
                                              "paper_embeddings stores them: it reuses the promoted model's."),

@@ -5,11 +5,12 @@ Slices (``arxiv_assets.ml.splits``):
 * ``test``: held-out papers of the subjects the model was trained on (in distribution);
 * ``unseen``: papers of subjects held out of training altogether;
 * ``mixed``: test and unseen papers as one corpus (a search index holds both kinds);
-* ``new``: papers of the newest months, never trained on.
+* ``new``: papers of the newest months, never trained on;
+* ``rare``: papers of the subjects too small to split (the long tail, far from the training subjects).
 
 Each slice gets subject retrieval (relevant = same primary subject) and known-item retrieval (a title
 must find its own abstract, what ``/search`` does); test and new get the linear probe fit on the
-``probe`` papers, unseen a cross-validated probe on its own papers. Every system (a model, TF-IDF,
+``probe`` papers, unseen and rare a cross-validated probe on their own papers. Every system (a model, TF-IDF,
 an export) is scored by the same code: it only supplies ``encode_texts``.
 """
 
@@ -38,9 +39,11 @@ from arxiv_assets.ml.settings import described
 from arxiv_assets.ml.splits import JUDGING_SPLITS
 from arxiv_assets.ml.text import paper_texts
 
-SLICES: tuple[str, ...] = ("test", "unseen", "mixed", "new")
+SLICES: tuple[str, ...] = ("test", "unseen", "mixed", "new", "rare")
 MIXED_SPLITS: tuple[str, ...] = ("test", "unseen")
 PROBED_SPLITS: tuple[str, ...] = ("test", "new")  # scored by the probe fit on the train split's probe papers
+# Subjects no probe paper belongs to: each slice is scored by a probe cross-validated on its own papers.
+CROSS_VALIDATED_SPLITS: tuple[str, ...] = ("unseen", "rare")
 
 
 @dataclass(frozen=True)
@@ -150,12 +153,14 @@ def evaluate_encoder(encode_texts: Callable[[list[str]], Vectors], splits: pd.Da
             slices[name] = SliceEvaluation(
                 int(mask.sum()), subject_retrieval(_rows(vectors, mask), subjects[mask].tolist()), known_item(mask),
                 probe_report(probe_classifier, _rows(vectors, mask), subjects[mask].tolist()))
-    unseen = split == "unseen"
-    if _answerable(subjects[unseen]):
-        slices["unseen"] = SliceEvaluation(
-            int(unseen.sum()), subject_retrieval(_rows(vectors, unseen), subjects[unseen].tolist()), known_item(unseen),
-            cross_validated_probe(_rows(vectors, unseen), subjects[unseen].tolist(), seed, probe_cs)
-            if len(set(subjects[unseen])) > 1 else None)  # one unseen subject has nothing to classify
+    for name in CROSS_VALIDATED_SPLITS:
+        mask = split == name
+        if _answerable(subjects[mask]):
+            slices[name] = SliceEvaluation(
+                int(mask.sum()), subject_retrieval(_rows(vectors, mask), subjects[mask].tolist()), known_item(mask),
+                cross_validated_probe(_rows(vectors, mask), subjects[mask].tolist(), seed, probe_cs)
+                if len(set(subjects[mask])) > 1 else None)  # one subject has nothing to classify
+    if "unseen" in slices:
         mixed = np.isin(split, MIXED_SPLITS)
         slices["mixed"] = SliceEvaluation(
             int(mixed.sum()), subject_retrieval(_rows(vectors, mixed), subjects[mixed].tolist()), None, None)

@@ -11,6 +11,11 @@ Every kept paper gets one ``split``:
   a subject never moves between seen and unseen whichever months are loaded. Its papers never
   enter pairs, training or the linear probe: they measure how the model does on subjects it was
   never shown, which is where a model that collapses onto its training subjects loses.
+* ``rare``: the papers of subjects with fewer than ``min_papers_per_subject`` papers but at least
+  ``min_papers_per_rare_subject`` (the long tail: plasma physics, quant-ph, q-bio, math.OC, ...), too
+  small to train on or to split, never trained on: the slice furthest from the training subjects,
+  the nearest the data has to papers of subjects it does not hold at all. When a subject grows past
+  the minimum it takes its hash split (seen or unseen), as a ``new`` paper does the next month.
 """
 
 from __future__ import annotations
@@ -22,17 +27,20 @@ import pandas as pd
 
 from arxiv_assets.ml.settings import described
 
-SPLITS: tuple[str, ...] = ("train", "eval", "test", "new", "unseen")
+SPLITS: tuple[str, ...] = ("train", "eval", "test", "new", "unseen", "rare")
 TRAINING_SPLITS: tuple[str, ...] = ("train", "eval")  # what pairs and training may read; nothing else
-JUDGING_SPLITS: tuple[str, ...] = ("test", "new", "unseen")
+JUDGING_SPLITS: tuple[str, ...] = ("test", "new", "unseen", "rare")
 
 
 @dataclass(frozen=True)
 class SplitSettings:
     """How ``make_splits`` assigns papers; the defaults are the default profile's."""
 
-    # Smaller subjects cannot be scored; every larger one trains or judges.
+    # Smaller subjects cannot be split into train and test: their papers judge the model as the rare slice.
     min_papers_per_subject: int = 30
+    min_papers_per_rare_subject: int = field(default=10, metadata=described(
+        "a subject below min_papers_per_subject with at least this many papers is scored as the rare slice; "
+        "smaller ones are dropped (too few to retrieve or classify)"))
     max_papers_per_subject: int | None = field(
         default=1200, metadata=described("papers kept per subject, by id hash (None: all)"))
     eval_fraction: float = 0.1
@@ -42,7 +50,8 @@ class SplitSettings:
     unseen_subject_fraction: float = field(default=1 / 3, metadata=described(
         "share of subjects held out of training (by a hash of the subject's name), scored as the unseen slice"))
     unseen_papers_per_subject: int | None = field(
-        default=150, metadata=described("papers scored per unseen subject (None: up to max_papers_per_subject)"))
+        default=150,
+        metadata=described("papers scored per unseen or rare subject (None: up to max_papers_per_subject)"))
     # The bundled sample's last month is one day, so two months make a slice worth scoring.
     new_months: int = field(
         default=2, metadata=described("newest months held out of training, scored as the new slice"))
@@ -71,7 +80,8 @@ def is_unseen_subject(subject: str, unseen_subject_fraction: float, salt: str) -
 @dataclass(frozen=True)
 class SplitResult:
     papers: pd.DataFrame  # the paper columns plus "split" and "probe"
-    dropped_subjects: dict[str, int]  # subject -> papers it had, below the minimum
+    dropped_subjects: dict[str, int]  # subject -> papers it had, below the rare slice's minimum
+    rare_subjects: dict[str, int]  # subject -> papers it had, too few to split: the rare slice
     capped_subjects: dict[str, int]  # subject -> papers it had before the cap
     unseen_subjects: list[str]  # held out of training, scored as the unseen slice
     new_months: list[str]  # YYYY-MM months held out of training, scored as the new slice
@@ -86,12 +96,13 @@ def _hash_rank(papers: pd.DataFrame, salt: str) -> pd.Series:
 def make_splits(papers: pd.DataFrame, settings: SplitSettings, salt: str = "arxiv-embeddings") -> SplitResult:
     """Assign every kept paper a split (see the module docstring).
 
-    Subjects with fewer than ``settings.min_papers_per_subject`` papers cannot be evaluated and are dropped.
-    Large subjects are capped by keeping the papers with the smallest id hash (an independent hash
-    from the split's), so the cap is a deterministic sample and a paper's split is the same
-    whichever months are loaded: adding a month can drop a paper from a capped subject, or move a
-    ``new`` paper to its id-hash split, never move a paper from a judging split into training.
-    Unseen subjects keep ``unseen_papers_per_subject`` papers (None: up to the cap), again by id hash.
+    Subjects with fewer than ``settings.min_papers_per_subject`` papers are ``rare`` (never trained on, judged
+    as their own slice) down to ``min_papers_per_rare_subject``; smaller ones are dropped. Large subjects are
+    capped by keeping the papers with the smallest id hash (an independent hash from the split's), so the cap
+    is a deterministic sample and a paper's split is the same whichever months are loaded: adding a month can
+    drop a paper from a capped subject, move a ``new`` paper to its id-hash split, or move the papers of a
+    ``rare`` subject that reached the minimum to their hash split; never a test or unseen paper into training.
+    Unseen and rare subjects keep ``unseen_papers_per_subject`` papers (None: up to the cap), again by id hash.
 
     ``probe`` marks the labelled train papers every linear probe is fit on (``probe_papers_per_subject``
     per subject, again chosen by an id hash; None: all of train). One set for TF-IDF and every model
@@ -100,12 +111,17 @@ def make_splits(papers: pd.DataFrame, settings: SplitSettings, salt: str = "arxi
     held_out = settings.eval_fraction + settings.test_fraction
     if not 0 < held_out < 1:
         raise ValueError(f"eval_fraction + test_fraction must be in (0, 1), got {held_out}")
+    if settings.min_papers_per_rare_subject < 2:
+        raise ValueError("min_papers_per_rare_subject must be at least 2 (a subject needs a paper to find and one to "
+                         f"ask), got {settings.min_papers_per_rare_subject}")
     if not 0 <= settings.unseen_subject_fraction < 1:
         raise ValueError(f"unseen_subject_fraction must be in [0, 1), got {settings.unseen_subject_fraction}")
     counts = papers["primary_subject"].value_counts()
-    dropped = counts[counts < settings.min_papers_per_subject]
+    dropped = counts[counts < settings.min_papers_per_rare_subject]
+    rare_counts = counts[(counts < settings.min_papers_per_subject) & ~counts.index.isin(dropped.index)]
     kept = papers[~papers["primary_subject"].isin(dropped.index)].reset_index(drop=True)
-    unseen_subjects = sorted(s for s in kept["primary_subject"].unique()
+    rare = kept["primary_subject"].isin(rare_counts.index)
+    unseen_subjects = sorted(s for s in kept.loc[~rare, "primary_subject"].unique()
                              if is_unseen_subject(s, settings.unseen_subject_fraction, salt))
     unseen = kept["primary_subject"].isin(unseen_subjects)
     capped: dict[str, int] = {}
@@ -117,16 +133,17 @@ def make_splits(papers: pd.DataFrame, settings: SplitSettings, salt: str = "arxi
     if settings.max_papers_per_subject is not None:
         keep &= cap_rank < settings.max_papers_per_subject
     if settings.unseen_papers_per_subject is not None:
-        keep &= ~unseen | (cap_rank < settings.unseen_papers_per_subject)
-    kept, unseen = kept[keep].copy(), unseen[keep]
+        keep &= ~(unseen | rare) | (cap_rank < settings.unseen_papers_per_subject)
+    kept, unseen, rare = kept[keep].copy(), unseen[keep], rare[keep]
 
     month = kept["published"].str[:7]
-    months = sorted(month.unique())
+    months = sorted(month[~rare].unique())
     held = min(settings.new_months, len(months) - 1)  # never every month: something must be left to train on
     held_months = months[-held:] if held > 0 else []
     kept["split"] = kept["id"].map(lambda i: split_of(i, settings.eval_fraction, settings.test_fraction, salt))
     kept.loc[month.isin(held_months), "split"] = "new"
     kept.loc[unseen, "split"] = "unseen"
+    kept.loc[rare, "split"] = "rare"
     kept["probe"] = kept["split"] == "train"
     if settings.probe_papers_per_subject is not None:
         train = kept[kept["probe"]]
@@ -136,6 +153,7 @@ def make_splits(papers: pd.DataFrame, settings: SplitSettings, salt: str = "arxi
     return SplitResult(
         papers=kept,
         dropped_subjects={str(s): int(n) for s, n in dropped.items()},
+        rare_subjects={str(s): int(n) for s, n in rare_counts.items()},
         capped_subjects=capped,
         unseen_subjects=unseen_subjects,
         new_months=held_months,

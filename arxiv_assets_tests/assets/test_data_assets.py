@@ -85,14 +85,19 @@ def test_splits_contract(smoke_artifacts, sample_papers):
     per_subject = table["primary_subject"].value_counts()
     assert per_subject.max() <= SMOKE.splits.max_papers_per_subject
     counts = sample_papers["primary_subject"].value_counts()
-    assert set(per_subject.index) == set(counts[counts >= SMOKE.splits.min_papers_per_subject].index)
+    split_subjects = table.loc[table["split"] != "rare", "primary_subject"].unique()
+    assert set(split_subjects) == set(counts[counts >= SMOKE.splits.min_papers_per_subject].index)
+    rare = {s: int(n) for s, n in counts.items()
+            if SMOKE.splits.min_papers_per_rare_subject <= n < SMOKE.splits.min_papers_per_subject}
+    assert set(table.loc[table["split"] == "rare", "primary_subject"]) == set(rare) != set()
     (metadata,) = [m.metadata for m in materializations(smoke_artifacts.downstream_run, "splits")]
     assert metadata["dagster/row_count"].value == len(table)
     assert metadata["months"].value == SAMPLE_MONTHS
     assert sum(metadata[f"{s}_papers"].value for s in SPLITS) == len(table)
     assert metadata["subjects"].value == len(per_subject)
+    assert metadata["rare_subjects"].value == rare
     assert metadata["dropped_subjects"].value == {s: int(n) for s, n in counts.items()
-                                                  if n < SMOKE.splits.min_papers_per_subject}
+                                                  if n < SMOKE.splits.min_papers_per_rare_subject}
     assert set(metadata["capped_subjects"].value) == set(per_subject.index)  # every kept subject is over 60
     unseen = metadata["unseen_subjects"].value
     assert set(unseen) == set(table.loc[table["split"] == "unseen", "primary_subject"])
@@ -136,7 +141,7 @@ def test_tfidf_baseline_contract(smoke_artifacts):
     table = smoke_artifacts.load("splits")
     for slice_name in SLICES:
         assert 0 <= headline[f"{slice_name}/P@10"] <= 1
-    for split in ("test", "new", "unseen"):
+    for split in ("test", "new", "unseen", "rare"):
         assert headline[f"{split}/papers"] == int((table["split"] == split).sum())
     assert set(summary["classification_all_train"]) == {"accuracy", "macro_f1", "C"}
     assert summary["classification_all_train"]["C"] == TFIDF_PROBE_C  # TF-IDF's probe keeps one C (ml/tfidf.py)
@@ -239,7 +244,8 @@ def test_splits_asset_never_moves_a_paper_when_months_are_added(tmp_path):
     base = str(tmp_path / "artifacts")
     instance = dg.DagsterInstance.ephemeral()
     resources = {"io_manager": ArtifactIOManager(base_uri=base), "paper_source": PaperSource(kind="bundled")}
-    # No months held out here: every paper keeps its id-hash split (or its subject's unseen) as months are added.
+    # No months held out here: every paper keeps its id-hash split (or its subject's unseen or rare) as months are
+    # added.
     config = dg.RunConfig(ops={"splits": {"config": {"min_papers_per_subject": 60, "max_papers_per_subject": 150,
                                                      "eval_fraction": 0.1, "test_fraction": 0.2, "new_months": 0}}})
     store = ArtifactStore(base)
@@ -258,7 +264,10 @@ def test_splits_asset_never_moves_a_paper_when_months_are_added(tmp_path):
     assert (after["published"] >= "2025-07").any()
     both = before.merge(after, on="id", suffixes=("_before", "_after"))
     assert len(both) > 300
-    assert (both["split_before"] == both["split_after"]).all()
+    # None moves but the papers of a rare subject that reached the minimum: they take their hash split
+    grew = (both["split_before"] == "rare") & (both["split_after"] != "rare")
+    assert (both.loc[~grew, "split_before"] == both.loc[~grew, "split_after"]).all()
+    assert not both.loc[both["split_before"] != "rare", "split_after"].eq("rare").any()
     was_test = set(before.loc[before["split"] == "test", "id"])
     assert was_test.isdisjoint(after.loc[after["split"] != "test", "id"])
     assert len(store.versions("splits")) == 2  # the first split is still there to compare with

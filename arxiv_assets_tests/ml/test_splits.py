@@ -35,7 +35,13 @@ def test_adding_months_never_moves_a_paper_between_splits(sample_papers):
     after = make_splits(months(sample_papers, "2025-03", "2026-02"), SETTINGS).papers
     both = before.merge(after, on="id", suffixes=("_before", "_after"))
     assert len(both) > 500  # the comparison covers many papers...
-    assert (both["split_before"] == both["split_after"]).all()  # ...and none changed split
+    # ...and none changed split, but for the papers of a rare subject that reached the minimum: they take their
+    # id-hash split (the only move, as for a new month's papers)
+    grew = (both["split_before"] == "rare") & (both["split_after"] != "rare")
+    assert grew.any()
+    assert (both.loc[grew, "split_after"] == both.loc[grew, "id"].map(
+        lambda i: split_of(i, 0.1, 0.15, "arxiv-embeddings"))).all()
+    assert (both.loc[~grew, "split_before"] == both.loc[~grew, "split_after"]).all()
     was_test = set(before.loc[before["split"] == "test", "id"])
     assert was_test.isdisjoint(after.loc[after["split"] == "train", "id"])
     assert was_test.isdisjoint(after.loc[after["split"] == "eval", "id"])
@@ -50,16 +56,24 @@ def test_a_papers_split_depends_only_on_its_id(sample_papers):
         assert full[arxiv_id] == split_of(arxiv_id, 0.1, 0.15, "arxiv-embeddings")
 
 
-def test_small_subjects_are_dropped_and_reported(sample_papers):
+def test_small_subjects_are_the_rare_slice_never_trained_on_and_the_smallest_dropped(sample_papers):
     papers = months(sample_papers, "2025-03", "2025-12")
     counts = papers["primary_subject"].value_counts()
-    result = make_splits(papers, SETTINGS)
-    expected_dropped = {s: int(n) for s, n in counts[counts < 40].items()}
-    assert result.dropped_subjects == expected_dropped
-    assert len(expected_dropped) > 10
-    kept_subjects = set(result.papers["primary_subject"])
-    assert kept_subjects == set(counts[counts >= 40].index)
-    assert kept_subjects.isdisjoint(expected_dropped)
+    result = make_splits(papers, replace(SETTINGS, unseen_subject_fraction=1 / 3, new_months=1))
+    expected_rare = {s: int(n) for s, n in counts[(counts < 40) & (counts >= 10)].items()}
+    assert result.rare_subjects == expected_rare and len(expected_rare) > 10
+    assert result.dropped_subjects == {s: int(n) for s, n in counts[counts < 10].items()}
+    rare = papers_in(result.papers, "rare")
+    assert rare["primary_subject"].value_counts().to_dict() == expected_rare  # every paper of them (under the cap)
+    assert not result.papers.loc[result.papers["split"] == "rare", "probe"].any()
+    others = papers_in(result.papers, *(s for s in SPLITS if s != "rare"))
+    assert set(others["primary_subject"]) == set(counts[counts >= 40].index)
+    assert set(result.unseen_subjects).isdisjoint(expected_rare)  # unseen subjects are chosen among the larger
+    assert (rare["published"].str[:7] == "2025-12").any()  # the held-out month's rare papers are rare, not new
+    capped = make_splits(papers, replace(SETTINGS, unseen_papers_per_subject=12)).papers
+    assert capped.loc[capped["split"] == "rare", "primary_subject"].value_counts().max() == 12
+    with pytest.raises(ValueError, match="min_papers_per_rare_subject must be at least 2"):
+        make_splits(papers, replace(SETTINGS, min_papers_per_rare_subject=1))
 
 
 def test_cap_is_respected_and_reported(sample_papers):
@@ -78,22 +92,26 @@ def test_cap_is_respected_and_reported(sample_papers):
 
 def test_fractions_are_roughly_right_on_the_whole_sample(sample_papers):
     result = make_splits(sample_papers, replace(SETTINGS, min_papers_per_subject=400, max_papers_per_subject=None))
-    shares = result.papers["split"].value_counts(normalize=True)
-    assert len(result.papers) > 15_000
+    split = papers_in(result.papers, *TRAINING_SPLITS, "test")
+    shares = split["split"].value_counts(normalize=True)
+    assert len(split) > 15_000
     assert shares["test"] == pytest.approx(0.15, abs=0.015)
     assert shares["eval"] == pytest.approx(0.10, abs=0.015)
     assert shares["train"] == pytest.approx(0.75, abs=0.015)
     table = split_counts(result.papers)
     assert list(table.columns) == [*SPLITS, "total"]
     assert table["total"].sum() == len(result.papers)
-    assert (table["test"] > 0).all() and (table["eval"] > 0).all()  # every subject can be evaluated
+    split_subjects = table["rare"] == 0
+    assert (table.loc[split_subjects, ["test", "eval"]] > 0).all().all()  # every split subject can be evaluated
+    assert (table.loc[~split_subjects, "rare"] == table.loc[~split_subjects, "total"]).all()  # a rare one is all rare
 
 
 def test_columns_and_order(sample_papers):
     papers = months(sample_papers, "2025-06", "2025-06")
     result = make_splits(papers, SETTINGS)
     assert list(result.papers.columns) == [*papers.columns, "split", "probe"]
-    assert set(result.papers["split"]) == {"train", "eval", "test"}  # no unseen subjects, no new months asked for
+    # no unseen subjects, no new months asked for; one month leaves many subjects rare
+    assert set(result.papers["split"]) == {"train", "eval", "test", "rare"}
     assert result.papers["id"].is_unique
     assert result.papers.index.tolist() == list(range(len(result.papers)))
 
@@ -139,7 +157,7 @@ def test_unseen_subjects_never_reach_training_and_are_chosen_by_name_alone(sampl
     assert unseen == set(result.unseen_subjects) and len(unseen) >= 5
     assert unseen.isdisjoint(papers_in(papers, *TRAINING_SPLITS, "test", "new")["primary_subject"])
     assert not papers.loc[papers["split"] == "unseen", "probe"].any()  # nor the linear probe
-    kept = papers["primary_subject"].unique()
+    kept = papers.loc[papers["split"] != "rare", "primary_subject"].unique()  # the subjects large enough to split
     assert unseen == {s for s in kept if is_unseen_subject(s, 1 / 3, "arxiv-embeddings")}
     share = len(unseen) / len(kept)
     assert 0.15 < share < 0.55  # "about a third", as a hash of the names gives it
@@ -152,9 +170,10 @@ def test_adding_a_month_moves_no_paper_between_seen_and_unseen_and_nothing_into_
     assert len(both) > 2000  # the cap (120 per subject) keeps most papers of both runs
     was_unseen = both["split_before"] == "unseen"
     assert was_unseen.any() and (both.loc[was_unseen, "split_after"] == "unseen").all()
-    assert (both.loc[~was_unseen, "split_after"] != "unseen").all()
+    was_seen = both["split_before"].isin(["train", "eval", "test", "new"])  # (a rare subject may grow into unseen)
+    assert (both.loc[was_seen, "split_after"] != "unseen").all()
     # Judging papers never become training papers; the held-out month takes its id-hash split next month.
-    judged_before = both["split_before"].isin(["test", "unseen"])
+    judged_before = both["split_before"].isin(["test", "unseen"])  # (rare: see the test above)
     assert not both.loc[judged_before, "split_after"].isin(TRAINING_SPLITS).any()
     assert before.new_months == ["2025-12"] and after.new_months == ["2026-01"]
     moved = both[both["split_before"] == "new"]
@@ -186,7 +205,7 @@ def test_papers_in_refuses_an_unknown_split(sample_papers):
     assert len(papers_in(papers, "train", "eval")) == papers["split"].isin(["train", "eval"]).sum()
     with pytest.raises(ValueError, match="unknown split"):
         papers_in(papers, "validation")
-    assert SPLITS == ("train", "eval", "test", "new", "unseen")
+    assert SPLITS == ("train", "eval", "test", "new", "unseen", "rare")
 
 
 def test_the_only_months_loaded_are_never_all_held_out(sample_papers):
