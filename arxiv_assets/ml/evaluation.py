@@ -188,6 +188,10 @@ class GateSettings:
     known_item_mrr_tolerance: float = 0.01
     new_p10_tolerance: float = 0.005
     min_new_papers: int = 200  # a smaller new-months slice is reported, not gated
+    # The rare slice is small (399 papers in the default profile: a paired interval of about +-1 point on P@10),
+    # so its tolerance is wider; it still refuses a model that gives up the long tail for the training subjects.
+    rare_p10_tolerance: float = 0.01
+    min_rare_papers: int = 200  # a smaller rare slice is reported, not gated
     min_f1_margin: float = 0.0  # in-distribution LR macro-F1 over TF-IDF + LR
 
 
@@ -207,6 +211,7 @@ GATE_ASSETS: dict[str, str] = {
     "known_item_mrr_not_below_base": "ir_metrics",
     "unseen_subjects_p10_not_below_base": "ir_metrics",
     "new_months_p10_not_below_base": "ir_metrics",
+    "rare_subjects_p10_not_below_base": "ir_metrics",
     "lr_macro_f1_at_least_tfidf": "classifier_metrics",
     "unseen_subjects_lr_accuracy_not_below_base": "classifier_metrics",
 }
@@ -257,6 +262,12 @@ def quality_gates(headlines: dict[str, dict[str, float]], settings: GateSettings
                  if new_papers >= settings.min_new_papers else
                  _skipped("new_months_p10_not_below_base",
                           f"the new months hold {new_papers} papers, fewer than the {settings.min_new_papers} gated"))
+    rare_papers = int(model.get("rare/papers", 0))
+    gates.append(not_below_base("rare/P@10", settings.rare_p10_tolerance, "rare_subjects_p10_not_below_base")
+                 if rare_papers >= settings.min_rare_papers else
+                 _skipped("rare_subjects_p10_not_below_base",
+                          f"the rare subjects hold {rare_papers} papers, fewer than the {settings.min_rare_papers} "
+                          "gated"))
     return gates
 
 

@@ -1,6 +1,6 @@
 """The quality gates on real models: a model trained to collapse onto its training subjects' names (the
-recipe the gates used to promote) fails the unseen-subject and known-item gates; the untrained base
-passes everything it is compared with itself on."""
+recipe the gates used to promote) fails the unseen-subject, rare-subject and known-item gates; the untrained
+base passes everything it is compared with itself on."""
 
 import math
 from pathlib import Path
@@ -20,9 +20,11 @@ SEQ = 64
 
 @pytest.fixture(scope="module")
 def splits(sample_papers: pd.DataFrame) -> pd.DataFrame:
+    # Subjects of 40-149 papers are the rare slice: 12 of them, 30 papers each, enough to be gated.
     return make_splits(sample_papers, SplitSettings(
-        min_papers_per_subject=150, max_papers_per_subject=60, eval_fraction=0.1, test_fraction=0.3,
-        probe_papers_per_subject=20, unseen_subject_fraction=1 / 3, unseen_papers_per_subject=30, new_months=0)).papers
+        min_papers_per_subject=150, min_papers_per_rare_subject=40, max_papers_per_subject=60, eval_fraction=0.1,
+        test_fraction=0.3, probe_papers_per_subject=20, unseen_subject_fraction=1 / 3, unseen_papers_per_subject=30,
+        new_months=0)).papers
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +45,14 @@ def headlines(splits: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) ->
             "tfidf": evaluate_tfidf(splits).evaluation.headline()}
 
 
-def test_a_model_collapsed_onto_subject_names_fails_the_unseen_and_known_item_gates(headlines):
+def test_a_model_collapsed_onto_subject_names_fails_the_unseen_rare_and_known_item_gates(headlines):
     collapsed, base = headlines["collapsed"], headlines["base"]
     gates = {g.name: g for g in quality_gates(headlines, GateSettings(), candidate="collapsed")}
     assert set(gates) == set(GATE_ASSETS)
     assert not gates["known_item_mrr_not_below_base"].passed
     assert not gates["unseen_subjects_p10_not_below_base"].passed
+    assert collapsed["rare/papers"] >= GateSettings().min_rare_papers  # the rare gate judged, not skipped
+    assert not gates["rare_subjects_p10_not_below_base"].passed
     assert collapsed["unseen/P@10"] < base["unseen/P@10"] and collapsed["test/known-item MRR@10"] < base[
         "test/known-item MRR@10"]
     assert not all(g.passed for g in gates.values())  # so promoted_model would promote the base instead
@@ -57,9 +61,17 @@ def test_a_model_collapsed_onto_subject_names_fails_the_unseen_and_known_item_ga
 def test_the_base_model_passes_every_gate_that_compares_it_with_itself(headlines):
     gates = {g.name: g for g in quality_gates(headlines, GateSettings(), candidate="base")}
     for name in ("known_item_mrr_not_below_base", "unseen_subjects_p10_not_below_base",
-                 "unseen_subjects_lr_accuracy_not_below_base"):
+                 "unseen_subjects_lr_accuracy_not_below_base", "rare_subjects_p10_not_below_base"):
         assert gates[name].passed, name
     # ...but never the one that asks for an improvement: the base is not promoted as "fine-tuned".
     assert not gates["in_distribution_p10_beats_base_and_tfidf"].passed
     assert math.isnan(gates["new_months_p10_not_below_base"].value)  # no new months asked for: not applied
     assert gates["new_months_p10_not_below_base"].passed
+
+
+def test_a_rare_slice_too_small_to_judge_is_reported_not_gated(headlines):
+    small = {name: {**figures, "rare/papers": 150.0} for name, figures in headlines.items()}
+    gates = {g.name: g for g in quality_gates(small, GateSettings(), candidate="collapsed")}
+    rare = gates["rare_subjects_p10_not_below_base"]
+    assert rare.passed and math.isnan(rare.value)
+    assert "150 papers, fewer than the 200 gated" in rare.description
