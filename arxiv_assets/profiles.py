@@ -47,7 +47,7 @@ PROFILES: dict[str, Profile] = {
         # graph runs (and promotes the fine-tuned model), the default profile checks quality.
         evaluation=EvalSettings(min_p10_margin=-1.0, min_f1_margin=-1.0, unseen_p10_tolerance=1.0,
                                 unseen_lr_accuracy_tolerance=1.0, known_item_mrr_tolerance=1.0,
-                                new_p10_tolerance=1.0),
+                                new_p10_tolerance=1.0, rare_p10_tolerance=1.0),
     ),
     # Minutes on a 2-core laptop CPU: every subject with enough papers to evaluate.
     "default": Profile(name="default"),
