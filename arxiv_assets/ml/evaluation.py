@@ -239,6 +239,14 @@ def quality_gates(headlines: dict[str, dict[str, float]], settings: GateSettings
         return Gate(name, model[figure] >= base[figure] - tolerance, model[figure], base[figure] - tolerance,
                     f"{figure} at least the base model's minus {tolerance}")
 
+    def p10_not_below_base_if_large(slice_name: str, tolerance: float, min_papers: int, name: str,
+                                    what: str) -> Gate:
+        """A slice that may be too small to judge: gated from ``min_papers`` papers, reported below that."""
+        papers = int(model.get(f"{slice_name}/papers", 0))
+        if papers < min_papers:
+            return _skipped(name, f"{what} hold {papers} papers, fewer than the {min_papers} gated")
+        return not_below_base(f"{slice_name}/P@10", tolerance, name)
+
     best_baseline = max(base["test/P@10"], tfidf["test/P@10"])
     gates = [
         Gate("in_distribution_p10_beats_base_and_tfidf",
@@ -257,17 +265,10 @@ def quality_gates(headlines: dict[str, dict[str, float]], settings: GateSettings
               not_below_base("unseen/LR accuracy", settings.unseen_lr_accuracy_tolerance,
                              "unseen_subjects_lr_accuracy_not_below_base") if "unseen/LR accuracy" in model else
               _skipped("unseen_subjects_lr_accuracy_not_below_base", "the splits hold fewer than two unseen subjects")]
-    new_papers = int(model.get("new/papers", 0))
-    gates.append(not_below_base("new/P@10", settings.new_p10_tolerance, "new_months_p10_not_below_base")
-                 if new_papers >= settings.min_new_papers else
-                 _skipped("new_months_p10_not_below_base",
-                          f"the new months hold {new_papers} papers, fewer than the {settings.min_new_papers} gated"))
-    rare_papers = int(model.get("rare/papers", 0))
-    gates.append(not_below_base("rare/P@10", settings.rare_p10_tolerance, "rare_subjects_p10_not_below_base")
-                 if rare_papers >= settings.min_rare_papers else
-                 _skipped("rare_subjects_p10_not_below_base",
-                          f"the rare subjects hold {rare_papers} papers, fewer than the {settings.min_rare_papers} "
-                          "gated"))
+    gates += [p10_not_below_base_if_large("new", settings.new_p10_tolerance, settings.min_new_papers,
+                                          "new_months_p10_not_below_base", "the new months"),
+              p10_not_below_base_if_large("rare", settings.rare_p10_tolerance, settings.min_rare_papers,
+                                          "rare_subjects_p10_not_below_base", "the rare subjects")]
     return gates
 
 

@@ -118,7 +118,7 @@ def make_splits(papers: pd.DataFrame, settings: SplitSettings, salt: str = "arxi
         raise ValueError(f"unseen_subject_fraction must be in [0, 1), got {settings.unseen_subject_fraction}")
     counts = papers["primary_subject"].value_counts()
     dropped = counts[counts < settings.min_papers_per_rare_subject]
-    rare_counts = counts[(counts < settings.min_papers_per_subject) & ~counts.index.isin(dropped.index)]
+    rare_counts = counts[(counts >= settings.min_papers_per_rare_subject) & (counts < settings.min_papers_per_subject)]
     kept = papers[~papers["primary_subject"].isin(dropped.index)].reset_index(drop=True)
     rare = kept["primary_subject"].isin(rare_counts.index)
     unseen_subjects = sorted(s for s in kept.loc[~rare, "primary_subject"].unique()
