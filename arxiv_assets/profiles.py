@@ -3,14 +3,13 @@ next to the code it steers (``SplitSettings``, ``PairSettings``, ``TrainSettings
 ``arxiv_assets/ml``): those defaults are the ``default`` profile, and the other profiles override only
 the fields their size needs. The active profile (``ARXIV_PROFILE``: smoke | default | gpu) supplies the
 defaults of every asset's ``Config`` (``arxiv_assets/assets/config.py``); run config can still override
-any single field, and ``run_config(name)`` gives the full run config of a profile (tests use ``smoke``).
+any single field, and ``assets.config.run_config(name)`` gives the full run config of a profile (tests use
+``smoke``). Plain data, no Dagster: the benchmarks read the same profiles on machines without the pipeline.
 """
 
 
 import os
-from dataclasses import asdict, dataclass, field
-
-import dagster as dg
+from dataclasses import dataclass, field
 
 from arxiv_assets.ml.evaluation import EvalSettings
 from arxiv_assets.ml.pairs import PairSettings
@@ -27,10 +26,6 @@ class Profile:
     pairs: PairSettings = field(default_factory=PairSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     evaluation: EvalSettings = field(default_factory=EvalSettings)
-
-    def run_config(self) -> dg.RunConfig:
-        sections = {"splits": self.splits, "pairs": self.pairs, "model": self.train, "score_models": self.evaluation}
-        return dg.RunConfig(ops={op: {"config": asdict(settings)} for op, settings in sections.items()})
 
 
 PROFILES: dict[str, Profile] = {
@@ -70,7 +65,3 @@ def get_profile(name: str | None = None) -> Profile:
 
 
 ACTIVE = get_profile()
-
-
-def run_config(name: str) -> dg.RunConfig:
-    return get_profile(name).run_config()

@@ -27,7 +27,7 @@ Attributes of ``SmokeArtifacts``:
 local instance ``make run`` uses), set in the environment, its SQLite storages already created.
 
 Plain helpers (``from arxiv_assets_tests.conftest import ...``): ``smoke_run_config(*ops)`` is
-``profiles.run_config("smoke")`` restricted to ``ops`` (Dagster refuses config for ops not in the run);
+``assets.config.run_config("smoke")`` restricted to ``ops`` (Dagster refuses config for ops not in the run);
 ``partition_range_tags(start, end)`` makes one run cover a range of months; ``run_error_text(result)``
 joins a failed run's step errors; ``write_papers(frame, path)`` writes a parquet ``PaperSource`` can read.
 
@@ -46,8 +46,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from arxiv_assets import profiles
 from arxiv_assets.assets.baseline import tfidf_baseline
+from arxiv_assets.assets.config import run_config
 from arxiv_assets.assets.data import pairs, raw_papers, splits
 from arxiv_assets.resources.io_manager import ArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
@@ -70,8 +70,8 @@ def partition_range_tags(start: str, end: str) -> dict[str, str]:
 
 
 def smoke_run_config(*ops: str) -> dg.RunConfig:
-    """``profiles.run_config("smoke")`` restricted to ``ops`` (all of it when none are named)."""
-    full = profiles.run_config("smoke")
+    """``assets.config.run_config("smoke")`` restricted to ``ops`` (all of it when none are named)."""
+    full = run_config("smoke")
     return dg.RunConfig(ops={op: config for op, config in full.ops.items() if not ops or op in ops})
 
 

@@ -15,6 +15,7 @@ import dagster as dg
 import pydantic
 
 from arxiv_assets.ml.settings import DESCRIPTION
+from arxiv_assets.profiles import get_profile
 
 Settings = TypeVar("Settings")
 
@@ -40,3 +41,11 @@ def settings_config(defaults: Settings) -> type[SettingsConfig[Settings]]:
                                    **fields)
     config.settings_type = settings_type
     return config
+
+
+def run_config(profile_name: str) -> dg.RunConfig:
+    """The full run config of a named profile: every setting of the ops that take the profile's settings."""
+    profile = get_profile(profile_name)
+    sections = {"splits": profile.splits, "pairs": profile.pairs, "model": profile.train,
+                "score_models": profile.evaluation}
+    return dg.RunConfig(ops={op: {"config": dataclasses.asdict(settings)} for op, settings in sections.items()})

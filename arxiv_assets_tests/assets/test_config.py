@@ -5,10 +5,11 @@ import dataclasses
 
 import pytest
 
+from arxiv_assets.assets.config import run_config
 from arxiv_assets.assets.data import PairsConfig, SplitsConfig
 from arxiv_assets.assets.scoring import EvalConfig
 from arxiv_assets.assets.training import TrainConfig, model
-from arxiv_assets.profiles import ACTIVE, run_config
+from arxiv_assets.profiles import ACTIVE
 
 CONFIGS = {"splits": (SplitsConfig, ACTIVE.splits), "pairs": (PairsConfig, ACTIVE.pairs),
            "model": (TrainConfig, ACTIVE.train), "score_models": (EvalConfig, ACTIVE.evaluation)}

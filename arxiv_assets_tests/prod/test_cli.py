@@ -18,9 +18,9 @@ import subprocess
 import dagster as dg
 import pandas as pd
 
+from arxiv_assets.assets.config import run_config
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, EMBEDDING_COLUMNS, resolve_model_source
 from arxiv_assets.ml.variants import model_fingerprint
-from arxiv_assets.profiles import run_config
 from arxiv_assets.storage.artifacts import ArtifactStore
 from arxiv_assets.storage.releases import Promotion, write_promotion
 from arxiv_assets_tests.conftest import PROJECT_ROOT, VENV_BIN

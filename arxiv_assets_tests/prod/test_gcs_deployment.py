@@ -19,10 +19,10 @@ import pytest
 from datasets import DatasetDict
 from fastapi.testclient import TestClient
 
+from arxiv_assets.assets.config import run_config
 from arxiv_assets.definitions import ALL_ASSETS, defs
 from arxiv_assets.deployments import current_deployment, executor_for, resources_for
 from arxiv_assets.ml.splits import SPLITS
-from arxiv_assets.profiles import run_config
 from arxiv_assets.resources.gcs import GCSArtifactIOManager
 from arxiv_assets.resources.paper_source import PaperSource
 from arxiv_assets.storage.artifacts import CACHE_DIR_ENV_VAR, LATEST, MANIFEST, PAYLOAD, ArtifactStore, cache_entry
