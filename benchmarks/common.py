@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from arxiv_assets.ml.export import calibration_texts, export_onnx
 from arxiv_assets.ml.hardware import cpu_flags
@@ -30,7 +31,8 @@ def machine_line() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{date.today()} · {cpu} · {os.cpu_count()} cores · load average {load}"
+    gpu = f" · GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else " · no GPU"
+    return f"{date.today()} · {cpu} · {os.cpu_count()} cores · load average {load}{gpu}"
 
 
 def profile_splits(profile: Profile) -> pd.DataFrame:

@@ -5,16 +5,15 @@
     python -m benchmarks.recipe_comparison --external ../shared/data/arxiv_papers.parquet
     python -m benchmarks.recipe_comparison --recipes --skip-references --backbones /path/to/all-mpnet-base-v2
 
-Each recipe is the default profile's pair and train settings with a few fields changed (RECIPES).
-Every row is trained from the same base model on pairs drawn from the same train split (default
-profile), then scored by the pipeline's own ``evaluate_encoder`` on the test, unseen-subject,
-mixed, new-month and rare-subject slices. ``--external`` adds a slice the pipeline never sees: papers of that
-parquet file that are not in the bundled sample (the bundled sample holds every paper of the small
-subjects, so these come from the eight largest: cs.CV, cs.CL, cs.AI, cs.LG, cs.IT and three of
-astro-ph; cs.CL and cs.LG are unseen subjects in the default splits), scored like the unseen slice
-(subject retrieval, a cross-validated probe, title -> abstract). Rows are appended to ``--out``
-(JSON lines) as soon as they exist, so a long run keeps what it measured and several invocations
-build one table.
+Each recipe is the default profile's pair and train settings with a few fields changed (RECIPES). Every row is
+trained from the same base model on pairs drawn from the same train split (default profile; ``--profile``
+takes another), then scored by the pipeline's own ``evaluate_encoder`` on the test, unseen-subject, mixed,
+new-month and rare-subject slices. ``--external`` adds a slice the pipeline never sees: papers of that parquet
+file that are not in the bundled sample (the bundled sample holds every paper of the small subjects, so these
+come from the eight largest: cs.CV, cs.CL, cs.AI, cs.LG, cs.IT and three of astro-ph; cs.CL and cs.LG are
+unseen subjects in the default splits), scored like the unseen slice (subject retrieval, a cross-validated
+probe, title -> abstract). Rows are appended to ``--out`` (JSON lines) as soon as they exist, so a long run
+keeps what it measured and several invocations build one table.
 
 The default recipe is a soup: a second run on the same pairs with ``soup_loss`` (plain no-duplicate
 batches), then the base and the two runs averaged at a third each; its row records the second run's
@@ -106,6 +105,10 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "freeze-3-layers": ({}, {"frozen_layers": 3, **WISE_FT}),
     # The soup with both runs' lowest layers frozen: a quarter less backward pass per step in each run.
     "soup-freeze-3-layers": ({}, {"frozen_layers": 3}),
+    # Sizes for a GPU: the default soup on four times the pairs, and on the gpu profile's pairs and batch
+    # (100,000 pairs with a hard negative each, batch 128), drawn from the default splits' train papers.
+    "soup-24000-pairs": ({"train_pairs": 24_000}, {}),
+    "soup-gpu-pairs": ({"train_pairs": 100_000, "hard_negatives": True}, {"batch_size": 128}),
 }
 FIGURES = ("test/P@10", "test/P@10 macro", "test/LR accuracy", "test/LR macro-F1", "test/known-item MRR@10",
            "unseen/P@10", "unseen/P@10 macro", "unseen/LR accuracy", "unseen/known-item R@1", "mixed/P@10",
@@ -166,15 +169,18 @@ def main() -> None:
                         help="keep each trained model in MODELS/<recipe>; a recipe already there is skipped")
     parser.add_argument("--teacher", default=TEACHER, help="the distillation recipes' teacher (an id or a path)")
     parser.add_argument("--skip-references", action="store_true", help="do not re-score base and TF-IDF")
+    parser.add_argument("--profile", default="default", help="the splits, pairs and settings the recipes change "
+                        "(smoke: a quick check that the script runs)")
     args = parser.parse_args()
 
-    profile = get_profile("default")
+    profile = get_profile(args.profile)
     splits = profile_splits(profile)
     external = external_papers(args.external, args.external_per_subject) if args.external else None
     device = best_device()
     precision = default_precision(device)
-    header = {"machine": machine_line(), "cpu_flags": [f for f in FLAGS_OF_NOTE if f in cpu_flags()],
-              "device": device, "eval_precision": precision,
+    header = {"machine": machine_line(), "profile": profile.name,
+              "cpu_flags": [f for f in FLAGS_OF_NOTE if f in cpu_flags()], "device": device,
+              "eval_precision": precision,
               "papers": splits["split"].value_counts().to_dict(),
               "external_papers": 0 if external is None else len(external)}
     print(json.dumps(header), flush=True)

@@ -418,13 +418,7 @@ def train(
                                              lambda encoder: lambda texts: encode(encoder, texts, precision=precision))
         model = interpolate_with_base(model, base, interpolation.weight)
     final_eval = {k: float(v) for k, v in evaluator(model).items()} if evaluator is not None else {}
-    wandb_info = _wandb_info()
-    if settings.report_to_wandb:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.run.summary.update(final_eval)
-            wandb.finish()
+    wandb_info = _finish_wandb_run(final_eval) if settings.report_to_wandb else {}
     model.save(str(output_dir))
     shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the next run must not resume from it
     if ingredient is not None:  # in the soup now
@@ -470,9 +464,15 @@ def soup_ingredient(pairs: Dataset, eval_pairs: Dataset, eval_papers: pd.DataFra
     return SoupIngredient(model_dir=target, **facts, reused=False)
 
 
-def _wandb_info() -> dict[str, str]:
+def _finish_wandb_run(summary: dict[str, float]) -> dict[str, str]:
+    """Write ``summary`` into the trainer's W&B run and close it; its id, folder and mode (empty: no run).
+
+    Imported only here, when reporting: wandb is a pipeline dependency, and benchmarks train without it."""
     import wandb
 
     if wandb.run is None:
         return {}
-    return {"run_id": wandb.run.id, "run_dir": str(wandb.run.dir), "mode": os.environ.get("WANDB_MODE", "")}
+    info = {"run_id": wandb.run.id, "run_dir": str(wandb.run.dir), "mode": os.environ.get("WANDB_MODE", "")}
+    wandb.run.summary.update(summary)
+    wandb.finish()
+    return info

@@ -1,5 +1,7 @@
 """Training helpers: the batch sampler, sequence length, checkpoint resumption, frozen layers, the soup."""
 
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -128,3 +130,41 @@ def test_the_soups_second_run_is_kept_until_the_soup_is_saved_and_a_failed_step_
     base = load_model(settings.base_model, device="cpu")
     name, base_weight = next(iter(base.state_dict().items()))
     assert not np.allclose(load_model(result.model_dir).state_dict()[name].numpy(), base_weight.numpy())
+
+
+WITHOUT_THE_PIPELINE = """
+import sys
+from pathlib import Path
+
+from arxiv_assets_tests.serving.serve_without_pipeline import PIPELINE_ONLY
+
+# Dagster and W&B absent, as on a bare GPU node: found by no import and no availability probe
+sys.modules.update(dict.fromkeys(PIPELINE_ONLY))
+import pandas as pd
+
+import benchmarks.recipe_comparison  # noqa: F401  (the profiles it reads)
+from arxiv_assets.ml.pairs import PairSettings, make_pair_sets
+from arxiv_assets.ml.splits import SplitSettings, make_splits, papers_in
+from arxiv_assets.ml.training import TrainSettings, train
+from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
+
+splits = make_splits(pd.read_parquet(BUNDLED_SAMPLE), SplitSettings(
+    min_papers_per_subject=150, max_papers_per_subject=20, probe_papers_per_subject=5,
+    unseen_papers_per_subject=5)).papers
+pairs = make_pair_sets(splits, PairSettings(train_pairs=32, eval_pairs=16))
+settings = TrainSettings(max_steps=1, batch_size=16, max_seq_length_cap=32, train_seq_length=32, soup_loss=None,
+                         interpolate_with_base=False, report_to_wandb=False, checkpoint_steps=10_000,
+                         eval_queries_per_subject=2, device="cpu")
+result = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"), settings, Path(sys.argv[1]) / "model",
+               Path(sys.argv[1]) / "work", "no-pipeline")
+print("trained", result.steps, "wandb", result.wandb)
+"""
+
+
+def test_training_and_the_benchmarks_run_without_dagster_or_wandb(tmp_path: Path) -> None:
+    """A GPU node runs the benchmarks with the ml code alone (benchmarks/RESULTS.md, "The GPU path"): the
+    profiles they read must not need Dagster, nor a run that does not report to W&B need wandb."""
+    done = subprocess.run([sys.executable, "-c", WITHOUT_THE_PIPELINE, str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "trained 1 wandb {}" in done.stdout
