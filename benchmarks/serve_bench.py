@@ -430,7 +430,7 @@ def main() -> None:
     vectors_as = "base64" if args.encoding_format == "base64" else "JSON floats"
     report = f"""## Serving: texts/s and latency behind the service vs infinity-emb ({date.today()})
 
-{machine}; load average when it started: {started_load}. Model: `{args.model_dir}`
+{machine} · {flags_line()}; load average when it started: {started_load}. Model: `{args.model_dir}`
 (all-MiniLM-L6-v2 or a fine-tune of it), max_seq_length {auto['max_seq_length']}, one real arXiv
 "title. abstract" per request
 (OpenAI-style JSON, vectors back as {vectors_as}), {args.requests} requests per cell after a warm-up, client on the
