@@ -162,7 +162,7 @@ print("trained", result.steps, "wandb", result.wandb)
 
 
 def test_training_and_the_benchmarks_run_without_dagster_or_wandb(tmp_path: Path) -> None:
-    """A GPU node runs the benchmarks with the ml code alone (benchmarks/RESULTS.md, "The GPU path"): the
+    """A GPU node runs the benchmarks with the ml code alone (benchmarks/gpu_node.sh): the
     profiles they read must not need Dagster, nor a run that does not report to W&B need wandb."""
     done = subprocess.run([sys.executable, "-c", WITHOUT_THE_PIPELINE, str(tmp_path)], capture_output=True,
                           text=True, timeout=300, cwd=Path(__file__).parents[2])
