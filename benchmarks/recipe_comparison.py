@@ -105,6 +105,10 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "freeze-3-layers": ({}, {"frozen_layers": 3, **WISE_FT}),
     # The soup with both runs' lowest layers frozen: a quarter less backward pass per step in each run.
     "soup-freeze-3-layers": ({}, {"frozen_layers": 3}),
+    # The default with MiniLM's own dropout (the default until 2026-12-04: a CPU step then takes PyTorch's slower
+    # attention path), and with its hidden-state dropout alone.
+    "soup-with-dropout": ({}, {"attention_dropout": None, "hidden_dropout": None}),
+    "soup-hidden-dropout": ({}, {"hidden_dropout": None}),
     # Sizes for a GPU: the default soup on four times the pairs, and on the gpu profile's pairs and batch
     # (100,000 pairs with a hard negative each, batch 128), drawn from the default splits' train papers.
     "soup-24000-pairs": ({"train_pairs": 24_000}, {}),
@@ -237,7 +241,8 @@ def main() -> None:
                                                "soup_train_s": round(result.soup.train_seconds)}
         record({"system": name, "train_s": round(result.train_seconds), **teacher,
                 "wall_s": round(time.perf_counter() - started), "steps": result.steps,
-                "train_precision": result.precision, **interpolation, **soup, **settings_row,
+                "train_precision": result.precision, "attention_kernel": result.attention_kernel_choice.kernel,
+                **interpolation, **soup, **settings_row,
                 **score(encoder_of(model), splits, external)})
     print_table(args.out)
 

@@ -70,6 +70,7 @@ def main() -> None:
     call_seconds = time.perf_counter() - started
     row = {
         "profile": profile.name, "device": result.device, "precision": result.precision,
+        "attention": result.attention_kernel_choice.kernel,
         "loss": settings.loss, "train seq": result.train_seq_length, "batch": settings.batch_size,
         "pairs": len(train_pairs), "steps": result.steps,
         "epoch steps": result.budget.planned_steps if result.budget else result.steps,

@@ -59,6 +59,10 @@ def model(context: dg.AssetExecutionContext, config: TrainConfig, pairs: Dataset
         "precision_reason": result.precision_choice.reason,
         **({} if not result.precision_choice.seconds else {
             "precision_timed_step_seconds": dg.MetadataValue.json(result.precision_choice.seconds)}),
+        "attention_kernel": result.attention_kernel_choice.kernel,
+        "attention_kernel_reason": result.attention_kernel_choice.reason,
+        **({} if not result.attention_kernel_choice.seconds else {
+            "attention_kernel_timed_step_seconds": dg.MetadataValue.json(result.attention_kernel_choice.seconds)}),
         "max_seq_length": result.max_seq_length,
         "train_seq_length": result.train_seq_length,
         "token_length_percentiles": dg.MetadataValue.json(result.token_length_percentiles),

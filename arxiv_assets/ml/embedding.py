@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -44,15 +44,17 @@ def check_model_dir(path: Path) -> None:
         raise ModelLoadError(f"{path} has no model weights (*.safetensors / *.bin)")
 
 
-def load_model(name_or_path: str | Path, device: str | None = None, max_seq_length: int | None = None):
-    """A ``SentenceTransformer`` from the bundled package name, a Hugging Face id or a local directory."""
+def load_model(name_or_path: str | Path, device: str | None = None, max_seq_length: int | None = None,
+               config_overrides: dict[str, Any] | None = None):
+    """A ``SentenceTransformer`` from the bundled package name, a Hugging Face id or a local directory;
+    ``config_overrides`` replace values of its backbone's Transformers config (e.g. dropout) as it is built."""
     from sentence_transformers import SentenceTransformer
 
     source = resolve_model_source(str(name_or_path))
     if Path(source).exists():
         check_model_dir(Path(source))
     try:
-        model = SentenceTransformer(source, device=device)
+        model = SentenceTransformer(source, device=device, config_kwargs=config_overrides)
     except Exception as error:  # transformers raises OSError, ValueError, safetensors errors...
         raise ModelLoadError(f"could not load model {name_or_path!r}: {error}") from error
     if max_seq_length is not None:

@@ -39,7 +39,7 @@ def pick_training_precision(fp32_seconds: float, bf16_seconds: float) -> Precisi
     return PrecisionChoice("fp32", f"bf16 timed {speedup:.2f}x fp32 (< {BF16_MIN_SPEEDUP}x)", seconds)
 
 
-def _step_seconds(model, features: dict, device: str, precision: Literal["fp32", "bf16"],
+def step_seconds(model, features: dict, device: str, precision: Literal["fp32", "bf16"],
                   give_up_after: float = float("inf")) -> float:
     """Seconds of one forward and backward pass (the second of two: the first builds kernels), or of the first
     alone where that took over ``give_up_after`` (emulated bf16: ~20x fp32, so a second pass would only cost
@@ -70,9 +70,9 @@ def choose_training_precision(model, texts: list[str], device: str, requested: T
     was_training = model.training
     model.train()
     try:
-        fp32 = _step_seconds(model, features, device, "fp32")
+        fp32 = step_seconds(model, features, device, "fp32")
         # a first bf16 pass over WARM_UP_ALLOWANCE x fp32's cannot end clearly faster (its kernels build in less)
-        bf16 = _step_seconds(model, features, device, "bf16", give_up_after=WARM_UP_ALLOWANCE * fp32)
+        bf16 = step_seconds(model, features, device, "bf16", give_up_after=WARM_UP_ALLOWANCE * fp32)
     finally:
         model.train(was_training)
     return pick_training_precision(fp32, bf16)

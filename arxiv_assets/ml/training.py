@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset
 
+from arxiv_assets.ml.attention_kernel import AttentionKernelChoice, attention_kernel_context, choose_attention_kernel
 from arxiv_assets.ml.embedding import encode, load_model
 from arxiv_assets.ml.hardware import Device, resolve_device
 from arxiv_assets.ml.interpolation import (
@@ -105,6 +106,18 @@ class TrainSettings:
     soup_frozen_layers: int = field(default=3, metadata=described(
         "frozen_layers of the soup's second run (with soup_loss): the token embeddings and this many of its "
         "lowest transformer layers keep the base model's weights; 0: everything trains"))
+    # Dropout costs a CPU step more than its share: with attention dropout PyTorch's CPU attention cannot use its
+    # fused kernel and draws a mask per attention matrix, and each hidden-state dropout draws one more. Without
+    # either (and the math attention kernel, ml/attention_kernel.py) a step was 1.8x faster on a Zen 4, and the soup
+    # scored as the soup with MiniLM's dropout on every slice, within 0.3 point (benchmarks/RESULTS.md "Dropout and
+    # the attention kernel"). One epoch over 6,000 pairs from a pre-trained model has little to over-fit.
+    attention_dropout: float | None = field(default=0.0, metadata=described(
+        "dropout on the attention probabilities while training (the backbone config's attention_probs_dropout_prob; "
+        "the saved model keeps the base's value); None: the base model's (0.1 for MiniLM). Without it a CPU step "
+        "can use a faster attention kernel (ml/attention_kernel.py)"))
+    hidden_dropout: float | None = field(default=0.0, metadata=described(
+        "dropout on the hidden states while training (the backbone config's hidden_dropout_prob; the saved model "
+        "keeps the base's value); None: the base model's (0.1 for MiniLM)"))
     teacher_model: str | None = field(default=None, metadata=described(
         "a bigger model whose in-batch similarities among random train papers the student also learns "
         "(ml/distillation.py), e.g. all-mpnet-base-v2 (a Hugging Face id or a local path); None: no distillation"))
@@ -131,6 +144,7 @@ class TrainResult:
     settings: TrainSettings
     device: str
     precision_choice: PrecisionChoice  # what it trained in, and why
+    attention_kernel_choice: AttentionKernelChoice  # the attention path its steps took, and why
     max_seq_length: int
     train_seq_length: int
     token_length_percentiles: dict[str, int]
@@ -274,6 +288,31 @@ def _peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+# TrainSettings field -> the backbone config's key (BERT-like backbones: MiniLM, mpnet)
+DROPOUT_CONFIG_KEYS = {"attention_dropout": "attention_probs_dropout_prob", "hidden_dropout": "hidden_dropout_prob"}
+
+
+def load_for_training(settings: TrainSettings, device: str):
+    """The base model with the run's dropout settings in its backbone config, and the base's own values of what
+    they changed (the saved model gets those back: the dropout is how this run trains, not part of the model)."""
+    model = load_model(settings.base_model, device=device)
+    config = model[0].auto_model.config
+    overrides: dict[str, float] = {}
+    for setting, key in DROPOUT_CONFIG_KEYS.items():
+        value = getattr(settings, setting)
+        if value is None:
+            continue
+        if not hasattr(config, key):
+            raise ValueError(f"{setting} sets {key}, which the backbone's config ({type(config).__name__}) does not "
+                             f"have: set {setting} to None")
+        if value != getattr(config, key):
+            overrides[key] = value
+    if not overrides:
+        return model, {}
+    base_values = {key: getattr(config, key) for key in overrides}
+    return load_model(settings.base_model, device=device, config_overrides=overrides), base_values
+
+
 def freeze_lower_layers(model, layers: int) -> None:
     """Keep the token embeddings and the ``layers`` lowest transformer layers of ``model``'s backbone at their
     weights: the optimizer never sees them and autograd stops above them, so a step skips their backward pass."""
@@ -320,7 +359,7 @@ def train(
 
     torch.manual_seed(settings.seed)
     on_cuda = device == "cuda"
-    model = load_model(settings.base_model, device=device)
+    model, base_config_values = load_for_training(settings, device)
     percentiles = token_length_percentiles(model, pairs["anchor"][:2000])
     max_seq_length = choose_max_seq_length(percentiles, settings.max_seq_length_cap)
     train_seq_length = min(max_seq_length, settings.train_seq_length or max_seq_length)
@@ -332,6 +371,8 @@ def train(
         cuda_bf16=on_cuda and torch.cuda.is_bf16_supported())
     precision = precision_choice.precision
     bf16 = precision == "bf16"
+    kernel_choice = choose_attention_kernel(model, sorted(pairs["anchor"][:200], key=len)[-TIMING_TEXTS:], device,
+                                            precision)
 
     train_dataset = _training_sets(pairs, settings)
     eval_dataset = _training_sets(eval_pairs, settings)
@@ -403,7 +444,8 @@ def train(
         if settings.train_budget_seconds is not None and settings.max_steps <= 0 else None,
     )
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=resume)
+    with attention_kernel_context(kernel_choice.kernel):
+        output = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - started
     # a resumed run's budget is the one restored from the checkpoint, so look it up after training
     budget = next((c.report() for c in trainer.callback_handler.callbacks if isinstance(c, TimeBudget)), None)
@@ -417,6 +459,8 @@ def train(
         interpolation = choose_interpolation(model, base, eval_papers,
                                              lambda encoder: lambda texts: encode(encoder, texts, precision=precision))
         model = interpolate_with_base(model, base, interpolation.weight)
+    for key, value in base_config_values.items():
+        setattr(model[0].auto_model.config, key, value)
     final_eval = {k: float(v) for k, v in evaluator(model).items()} if evaluator is not None else {}
     wandb_info = _finish_wandb_run(final_eval) if settings.report_to_wandb else {}
     model.save(str(output_dir))
@@ -425,6 +469,7 @@ def train(
         shutil.rmtree(ingredient.model_dir, ignore_errors=True)
     return TrainResult(
         model_dir=output_dir, settings=settings, device=device, precision_choice=precision_choice,
+        attention_kernel_choice=kernel_choice,
         max_seq_length=max_seq_length, train_seq_length=train_seq_length,
         token_length_percentiles=percentiles,
         steps=int(output.global_step), train_seconds=train_seconds,

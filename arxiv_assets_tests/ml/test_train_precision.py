@@ -6,9 +6,9 @@ import pytest
 from arxiv_assets.ml.embedding import load_model
 from arxiv_assets.ml.train_precision import (
     BF16_MIN_SPEEDUP,
-    _step_seconds,
     choose_training_precision,
     pick_training_precision,
+    step_seconds,
 )
 
 
@@ -53,7 +53,7 @@ def test_a_first_pass_far_slower_than_fp32s_is_not_repeated() -> None:
     passes: list[int] = []
     model[0].register_forward_hook(lambda *_: passes.append(1))
     features = model.tokenize(["Galaxy rotation curves"] * 2)
-    _step_seconds(model, features, "cpu", "fp32")
+    step_seconds(model, features, "cpu", "fp32")
     assert len(passes) == 2  # a warm-up pass, then the timed one
-    _step_seconds(model, features, "cpu", "bf16", give_up_after=0.0)
+    step_seconds(model, features, "cpu", "bf16", give_up_after=0.0)
     assert len(passes) == 3  # over the allowance at once: emulated bf16 is not timed twice

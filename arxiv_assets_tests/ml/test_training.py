@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from datasets import Dataset
 
+from arxiv_assets.ml import training
 from arxiv_assets.ml.embedding import load_model
 from arxiv_assets.ml.pairs import PairSettings, make_pair_sets
 from arxiv_assets.ml.sampling import SubjectDistinctBatchSampler
@@ -23,6 +24,7 @@ from arxiv_assets.ml.training import (
     freeze_lower_layers,
     ingredient_dir,
     last_complete_checkpoint,
+    load_for_training,
     soup_ingredient,
     train,
 )
@@ -130,6 +132,41 @@ def test_the_soups_second_run_is_kept_until_the_soup_is_saved_and_a_failed_step_
     base = load_model(settings.base_model, device="cpu")
     name, base_weight = next(iter(base.state_dict().items()))
     assert not np.allclose(load_model(result.model_dir).state_dict()[name].numpy(), base_weight.numpy())
+
+
+def test_dropout_settings_shape_the_training_and_the_saved_model_keeps_the_bases(
+        sample_papers: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = TrainSettings(max_steps=1, batch_size=16, max_seq_length_cap=32, train_seq_length=32, soup_loss=None,
+                             interpolate_with_base=False, report_to_wandb=False, checkpoint_steps=10_000,
+                             eval_queries_per_subject=2, device="cpu")
+    features = None
+    for attention, hidden, deterministic in ((0.0, 0.0, True), (0.0, None, False)):
+        model, base_values = load_for_training(replace(settings, attention_dropout=attention, hidden_dropout=hidden),
+                                               "cpu")
+        assert base_values == {"attention_probs_dropout_prob": 0.1} | (
+            {"hidden_dropout_prob": 0.1} if hidden == 0.0 else {})
+        model.train()
+        features = features or model.tokenize(["Galaxy rotation curves and dark matter halos"])
+        first, second = (model(dict(features))["sentence_embedding"].detach().numpy() for _ in range(2))
+        assert np.array_equal(first, second) == deterministic  # in training mode: dropout draws anew each pass
+    assert (settings.attention_dropout, settings.hidden_dropout) == (0.0, 0.0)  # the default: cheaper CPU steps
+    assert load_for_training(replace(settings, attention_dropout=None, hidden_dropout=None), "cpu")[1] == {}
+    without_key = load_model(settings.base_model, device="cpu")
+    del without_key[0].auto_model.config.hidden_dropout_prob  # a backbone whose config names its dropout otherwise
+    monkeypatch.setattr(training, "load_model", lambda *args, **kwargs: without_key)
+    with pytest.raises(ValueError, match="hidden_dropout sets hidden_dropout_prob"):  # not a silent no-op
+        load_for_training(replace(settings, hidden_dropout=0.0), "cpu")
+    monkeypatch.undo()
+
+    splits = make_splits(sample_papers, SplitSettings(min_papers_per_subject=150, max_papers_per_subject=20,
+                                                      probe_papers_per_subject=5, unseen_papers_per_subject=5)).papers
+    pairs = make_pair_sets(splits, PairSettings(train_pairs=32, eval_pairs=16))
+    result = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"),
+                   replace(settings, attention_dropout=0.0, hidden_dropout=0.0), tmp_path / "model",
+                   tmp_path / "work", "dropout")
+    assert set(result.attention_kernel_choice.seconds) == {"default", "math"}  # no attention dropout: timed
+    config = load_model(result.model_dir)[0].auto_model.config
+    assert (config.attention_probs_dropout_prob, config.hidden_dropout_prob) == (0.1, 0.1)
 
 
 WITHOUT_THE_PIPELINE = """

@@ -1,0 +1,79 @@
+"""The attention kernel a CPU training run uses, chosen by timing the model's own steps on this machine.
+
+Without attention dropout, PyTorch's scaled_dot_product_attention takes its fused (flash) kernel on a CPU; at
+the short lengths we train at, that kernel's backward pass is slow on some CPUs: on a Zen 4 EPYC it was 27 % of a
+MiniLM step at 128 tokens, and the plain matmul-softmax path ("math") made the whole step 1.27x faster
+(benchmarks/RESULTS.md "Dropout and the attention kernel"). Which path is faster depends on the CPU's
+kernels (AMX, AVX-512, AVX2), so a run times both on a few of its own texts and keeps the fused one unless the
+math path was clearly faster. Both compute the same attention; the choice only moves float rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from arxiv_assets.ml.train_precision import TIMING_TEXTS, step_seconds
+
+AttentionKernel = Literal["default", "math"]
+# The two paths round differently, so a CPU where they are close must not flip between them with the noise of
+# the machine (a re-run would train another model, bit for bit).
+MATH_MIN_SPEEDUP = 1.1
+TIMED_ROUNDS = 2  # each kernel timed this many times, interleaved, best kept
+
+
+@dataclass(frozen=True)
+class AttentionKernelChoice:
+    kernel: AttentionKernel
+    reason: str
+    seconds: dict[str, float]  # kernel -> best seconds of one timed forward and backward pass; empty: not timed
+
+
+def pick_attention_kernel(default_seconds: float, math_seconds: float) -> AttentionKernelChoice:
+    """The math path where its timed step took at most 1 / ``MATH_MIN_SPEEDUP`` of the fused kernel's."""
+    speedup = default_seconds / max(math_seconds, 1e-9)
+    seconds = {"default": default_seconds, "math": math_seconds}
+    if speedup >= MATH_MIN_SPEEDUP:
+        return AttentionKernelChoice("math", f"math attention timed {speedup:.2f}x the fused kernel "
+                                             f"(>= {MATH_MIN_SPEEDUP}x)", seconds)
+    return AttentionKernelChoice("default", f"math attention timed {speedup:.2f}x the fused kernel "
+                                            f"(< {MATH_MIN_SPEEDUP}x)", seconds)
+
+
+@contextlib.contextmanager
+def attention_kernel_context(kernel: AttentionKernel) -> Iterator[None]:
+    """Run the block's scaled_dot_product_attention on ``kernel`` ("default": PyTorch's own choice)."""
+    if kernel == "default":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
+
+
+def choose_attention_kernel(model, texts: list[str], device: str, precision: Literal["fp32", "bf16"]
+                            ) -> AttentionKernelChoice:
+    """The attention kernel to train ``model`` with, timed on ``texts`` (the first ``TIMING_TEXTS``, at the
+    model's max_seq_length) in ``precision`` on a CPU; PyTorch's own choice on a GPU and wherever the model has
+    attention dropout (the fused CPU kernel has none, so PyTorch takes the math path then anyway)."""
+    if device.startswith("cuda"):
+        return AttentionKernelChoice("default", "on a GPU: PyTorch's fused kernels", {})
+    attention_dropout = getattr(model[0].auto_model.config, "attention_probs_dropout_prob", 0.0)
+    if attention_dropout:
+        return AttentionKernelChoice(
+            "default", f"attention dropout {attention_dropout}: PyTorch's CPU attention takes the math path", {})
+    features = model.tokenize(texts[:TIMING_TEXTS])
+    was_training = model.training
+    model.train()
+    timed: dict[str, list[float]] = {"default": [], "math": []}
+    try:
+        for _ in range(TIMED_ROUNDS):
+            for kernel in ("default", "math"):
+                with attention_kernel_context(kernel):  # type: ignore[arg-type]
+                    timed[kernel].append(step_seconds(model, features, device, precision))
+    finally:
+        model.train(was_training)
+    return pick_attention_kernel(min(timed["default"]), min(timed["math"]))
