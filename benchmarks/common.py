@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pandas as pd
 import torch
 
 from arxiv_assets.ml.export import calibration_texts, export_onnx
-from arxiv_assets.ml.hardware import cpu_flags
+from arxiv_assets.ml.hardware import ISA_CAP_ENV_VAR, cpu_flags
 from arxiv_assets.ml.splits import make_splits
 from arxiv_assets.ml.variants import ModelExport
 from arxiv_assets.profiles import Profile, get_profile
@@ -25,6 +26,17 @@ def flags_line() -> str:
     """``CPU flags a, b`` (those of FLAGS_OF_NOTE this CPU has, as PyTorch may use them), or ``none of ...``."""
     flags = [f for f in FLAGS_OF_NOTE if f in cpu_flags()]
     return "CPU flags " + (", ".join(flags) if flags else "none of " + ", ".join(FLAGS_OF_NOTE))
+
+
+def hold_to_isa(isa: str | None, module: str) -> None:
+    """Start ``python -m module`` again with PyTorch held to ``isa`` on this CPU (oneDNN, MKL and ATen read their
+    caps when torch loads, hence a new process): ``AVX2`` on an AVX512/AMX machine runs fp32 with AVX2 kernels, as
+    an AVX2-only CPU of the same clock would. Returns at once where no cap is asked or it is already set."""
+    if not isa or os.environ.get(ISA_CAP_ENV_VAR) == isa:
+        return
+    caps = {ISA_CAP_ENV_VAR: isa, "MKL_ENABLE_INSTRUCTIONS": isa.split("_")[0],
+            "ATEN_CPU_CAPABILITY": "avx2" if isa.startswith("AVX2") else "default"}
+    os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], {**os.environ, **caps})
 
 
 def machine_line() -> str:

@@ -19,8 +19,6 @@ an AVX512/AMX machine trains in fp32 with AVX2 kernels, as on an AVX2-only CPU o
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -28,12 +26,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from arxiv_assets.ml.hardware import ISA_CAP_ENV_VAR, ONEDNN_ISA_LEVELS
+from arxiv_assets.ml.hardware import ONEDNN_ISA_LEVELS
 from arxiv_assets.ml.pairs import make_pair_sets
 from arxiv_assets.ml.splits import papers_in
 from arxiv_assets.ml.training import train
 from arxiv_assets.profiles import get_profile
-from benchmarks.common import flags_line, machine_line, profile_splits
+from benchmarks.common import flags_line, hold_to_isa, machine_line, profile_splits
 
 
 def main() -> None:
@@ -48,11 +46,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="save the trained model here (score it with "
                         "`python -m benchmarks.recipe_comparison --recipes --backbones DIR`)")
     args = parser.parse_args()
-    if args.isa and os.environ.get(ISA_CAP_ENV_VAR) != args.isa:
-        caps = {ISA_CAP_ENV_VAR: args.isa, "MKL_ENABLE_INSTRUCTIONS": args.isa.split("_")[0],
-                "ATEN_CPU_CAPABILITY": "avx2" if args.isa.startswith("AVX2") else "default"}
-        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.train_bench", *sys.argv[1:]],
-                  {**os.environ, **caps})
+    hold_to_isa(args.isa, "benchmarks.train_bench")
 
     profile = get_profile(args.profile)
     splits = profile_splits(profile)

@@ -1,10 +1,11 @@
 """The attention kernel a CPU training run uses, chosen by timing the model's own steps on this machine.
 
-Without attention dropout, PyTorch's scaled_dot_product_attention takes its fused (flash) kernel on a CPU; at
-the short lengths we train at, that kernel's backward pass is slow on some CPUs: on a Zen 4 EPYC it was 27 % of a
-MiniLM step at 128 tokens, and the plain matmul-softmax path ("math") made the whole step 1.27x faster
-(benchmarks/RESULTS.md "Dropout and the attention kernel"). Which path is faster depends on the CPU's
-kernels (AMX, AVX-512, AVX2), so a run times both on a few of its own texts and keeps the fused one unless the
+PyTorch's scaled_dot_product_attention takes its fused (flash) kernel on a CPU where it can (no attention
+dropout) and its unfused math path otherwise. At the short lengths we train at, the fused kernel's backward pass
+is slow on some CPUs: on a Zen 4 EPYC it was 27 % of a MiniLM step at 128 tokens, and a step on the math path was
+faster (benchmarks/RESULTS.md "Dropout and the attention kernel"; with dropout, forcing the math path was faster
+than PyTorch's own dispatch too). Which path is faster depends on the CPU's kernels (AMX, AVX-512, AVX2: held to
+AVX2 the fused one was kept), so a run times both on a few of its own texts and keeps PyTorch's choice unless the
 math path was clearly faster. Both compute the same attention; the choice only moves float rounding.
 """
 
@@ -57,14 +58,9 @@ def attention_kernel_context(kernel: AttentionKernel) -> Iterator[None]:
 def choose_attention_kernel(model, texts: list[str], device: str, precision: Literal["fp32", "bf16"]
                             ) -> AttentionKernelChoice:
     """The attention kernel to train ``model`` with, timed on ``texts`` (the first ``TIMING_TEXTS``, at the
-    model's max_seq_length) in ``precision`` on a CPU; PyTorch's own choice on a GPU and wherever the model has
-    attention dropout (the fused CPU kernel has none, so PyTorch takes the math path then anyway)."""
+    model's max_seq_length) in ``precision`` on a CPU; PyTorch's own choice on a GPU."""
     if device.startswith("cuda"):
         return AttentionKernelChoice("default", "on a GPU: PyTorch's fused kernels", {})
-    attention_dropout = getattr(model[0].auto_model.config, "attention_probs_dropout_prob", 0.0)
-    if attention_dropout:
-        return AttentionKernelChoice(
-            "default", f"attention dropout {attention_dropout}: PyTorch's CPU attention takes the math path", {})
     features = model.tokenize(texts[:TIMING_TEXTS])
     was_training = model.training
     model.train()

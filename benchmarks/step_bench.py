@@ -1,0 +1,112 @@
+"""What dropout and the attention kernel cost a CPU training step, on this machine.
+
+    python -m benchmarks.step_bench                 # the default profile's pairs, 28 per step, 12 rounds
+    python -m benchmarks.step_bench --isa AVX2      # this CPU held to AVX2 kernels, as an AVX2-only one
+
+Times one MultipleNegativesRankingLoss step (forward and backward of both sides, AdamW) of the base model on real
+pairs of the default profile (built from the bundled sample as the ``pairs`` asset builds them), at the training
+length, in the precision the pipeline encodes with on this CPU, for each setting: MiniLM's own dropout (0.1 on the
+attention probabilities and the hidden states: the default until 2026-12-04), no attention dropout, no dropout at
+all (the default), each on PyTorch's own attention kernel and on the math path (``ml/attention_kernel.py``). The
+settings take turns round by round on the same batches in one process, so the machine's drift touches them alike;
+the table gives each one's median seconds per step and its speed-up over the first. The order turns each round,
+so that no setting always runs first or after the same one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from arxiv_assets.ml.attention_kernel import AttentionKernel, attention_kernel_context
+from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, default_precision, load_model, precision_context
+from arxiv_assets.ml.hardware import ONEDNN_ISA_LEVELS
+from arxiv_assets.ml.pairs import make_pair_sets
+from arxiv_assets.ml.training import DROPOUT_CONFIG_KEYS, TrainSettings
+from arxiv_assets.profiles import get_profile
+from benchmarks.common import flags_line, hold_to_isa, machine_line, profile_splits
+
+
+@dataclass(frozen=True)
+class StepSetting:
+    name: str
+    attention_dropout: float | None  # None: the base model's
+    hidden_dropout: float | None
+    kernel: AttentionKernel
+
+
+SETTINGS = tuple(
+    StepSetting(f"{name}, {kernel} attention", attention, hidden, kernel)
+    for name, attention, hidden in (("MiniLM's dropout", None, None), ("no attention dropout", 0.0, None),
+                                    ("no dropout", 0.0, 0.0))
+    for kernel in ("default", "math")
+)
+
+
+def step_runner(setting: StepSetting, precision: str) -> Callable[[list[str], list[str]], None]:
+    """One MNRL training step on (anchors, positives) for ``setting``'s model, as the trainer takes it."""
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+    overrides = {DROPOUT_CONFIG_KEYS[field]: value for field, value in
+                 (("attention_dropout", setting.attention_dropout), ("hidden_dropout", setting.hidden_dropout))
+                 if value is not None}
+    model = load_model(BUNDLED_BASE_MODEL, device="cpu", config_overrides=overrides or None)
+    model.max_seq_length = TrainSettings().train_seq_length
+    model.train()
+    loss = MultipleNegativesRankingLoss(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=TrainSettings().learning_rate)
+
+    def step(anchors: list[str], positives: list[str]) -> None:
+        features = [model.tokenize(anchors), model.tokenize(positives)]
+        with attention_kernel_context(setting.kernel), precision_context("cpu", precision):  # type: ignore[arg-type]
+            value = loss(features, torch.empty(0))
+        value.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs-per-step", type=int, default=28,
+                        help="28: the default soup's subject-distinct steps hold 6,000 pairs in 218 steps")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--isa", choices=ONEDNN_ISA_LEVELS, help="hold PyTorch to this instruction set")
+    args = parser.parse_args()
+    hold_to_isa(args.isa, "benchmarks.step_bench")
+
+    torch.manual_seed(0)
+    profile = get_profile("default")
+    pairs = make_pair_sets(profile_splits(profile), profile.pairs)["train"].shuffle(seed=0)
+    size = args.pairs_per_step
+    batches = [(pairs["anchor"][i:i + size], pairs["positive"][i:i + size])
+               for i in range(0, size * (args.rounds + 1), size)]
+    precision = default_precision("cpu")
+    steps = {setting: step_runner(setting, precision) for setting in SETTINGS}
+    seconds: dict[StepSetting, list[float]] = {setting: [] for setting in SETTINGS}
+    for round_index, (anchors, positives) in enumerate(batches):
+        # each round starts one setting further on, so no setting always follows the same other one
+        for setting in SETTINGS[round_index % len(SETTINGS):] + SETTINGS[:round_index % len(SETTINGS)]:
+            started = time.perf_counter()
+            steps[setting](anchors, positives)
+            if round_index:  # the first round builds kernels
+                seconds[setting].append(time.perf_counter() - started)
+
+    first = statistics.median(seconds[SETTINGS[0]])
+    table = pd.DataFrame([{"setting": setting.name, "s/step (median)": round(statistics.median(times), 3),
+                           "fastest": round(min(times), 3), "speed-up": f"{first / statistics.median(times):.2f}x"}
+                          for setting, times in seconds.items()])
+    print(f"\n{machine_line()} · {flags_line()} · {precision}"
+          + (f" · held to {args.isa}" if args.isa else ""))
+    print(f"{size} pairs per step at {TrainSettings().train_seq_length} tokens, {args.rounds} rounds\n")
+    print(table.to_markdown(index=False))
+
+
+if __name__ == "__main__":
+    main()
