@@ -105,10 +105,9 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "freeze-3-layers": ({}, {"frozen_layers": 3, **WISE_FT}),
     # The soup with both runs' lowest layers frozen: a quarter less backward pass per step in each run.
     "soup-freeze-3-layers": ({}, {"frozen_layers": 3}),
-    # The default with MiniLM's own dropout (the default until 2026-12-04: a CPU step then takes PyTorch's slower
-    # attention path), and with its hidden-state dropout alone.
-    "soup-with-dropout": ({}, {"attention_dropout": None, "hidden_dropout": None}),
-    "soup-hidden-dropout": ({}, {"hidden_dropout": None}),
+    # The default without attention dropout (a CPU step may then take PyTorch's fused attention) and without any.
+    "soup-no-attention-dropout": ({}, {"attention_dropout": 0.0}),
+    "soup-no-dropout": ({}, {"attention_dropout": 0.0, "hidden_dropout": 0.0}),
     # Sizes for a GPU: the default soup on four times the pairs, and on the gpu profile's pairs and batch
     # (100,000 pairs with a hard negative each, batch 128), drawn from the default splits' train papers.
     "soup-24000-pairs": ({"train_pairs": 24_000}, {}),

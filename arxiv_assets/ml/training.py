@@ -106,16 +106,16 @@ class TrainSettings:
     soup_frozen_layers: int = field(default=3, metadata=described(
         "frozen_layers of the soup's second run (with soup_loss): the token embeddings and this many of its "
         "lowest transformer layers keep the base model's weights; 0: everything trains"))
-    # Dropout costs a CPU step more than its share: with attention dropout PyTorch's CPU attention cannot use its
-    # fused kernel and draws a mask per attention matrix, and each hidden-state dropout draws one more. Without
-    # either (and the math attention kernel, ml/attention_kernel.py) a step was 1.8x faster on a Zen 4, and the soup
-    # scored as the soup with MiniLM's dropout on every slice, within 0.3 point (benchmarks/RESULTS.md "Dropout and
-    # the attention kernel"). One epoch over 6,000 pairs from a pre-trained model has little to over-fit.
-    attention_dropout: float | None = field(default=0.0, metadata=described(
+    # Dropout costs a CPU step more than its share (a mask per attention matrix, PyTorch's fused CPU attention out of
+    # reach): without any, a Zen 4 step was 2.0x faster and the soup trained in 6.4 min instead of 13.6, but scored
+    # below the soup with MiniLM's dropout on subject P@10, paper by paper: test -0.25, unseen subjects -0.36
+    # (benchmarks/RESULTS.md "Dropout and the attention kernel"). Quality where users are comes first: the base's
+    # dropout stays the default, and 0 / 0 is the faster recipe for whoever needs the time more.
+    attention_dropout: float | None = field(default=None, metadata=described(
         "dropout on the attention probabilities while training (the backbone config's attention_probs_dropout_prob; "
         "the saved model keeps the base's value); None: the base model's (0.1 for MiniLM). Without it a CPU step "
         "can use a faster attention kernel (ml/attention_kernel.py)"))
-    hidden_dropout: float | None = field(default=0.0, metadata=described(
+    hidden_dropout: float | None = field(default=None, metadata=described(
         "dropout on the hidden states while training (the backbone config's hidden_dropout_prob; the saved model "
         "keeps the base's value); None: the base model's (0.1 for MiniLM)"))
     teacher_model: str | None = field(default=None, metadata=described(

@@ -149,8 +149,8 @@ def test_dropout_settings_shape_the_training_and_the_saved_model_keeps_the_bases
         features = features or model.tokenize(["Galaxy rotation curves and dark matter halos"])
         first, second = (model(dict(features))["sentence_embedding"].detach().numpy() for _ in range(2))
         assert np.array_equal(first, second) == deterministic  # in training mode: dropout draws anew each pass
-    assert (settings.attention_dropout, settings.hidden_dropout) == (0.0, 0.0)  # the default: cheaper CPU steps
-    assert load_for_training(replace(settings, attention_dropout=None, hidden_dropout=None), "cpu")[1] == {}
+    assert (settings.attention_dropout, settings.hidden_dropout) == (None, None)  # the default: the base's
+    assert load_for_training(settings, "cpu")[1] == {}
     without_key = load_model(settings.base_model, device="cpu")
     del without_key[0].auto_model.config.hidden_dropout_prob  # a backbone whose config names its dropout otherwise
     monkeypatch.setattr(training, "load_model", lambda *args, **kwargs: without_key)
