@@ -6,8 +6,8 @@
 Times one MultipleNegativesRankingLoss step (forward and backward of both sides, AdamW) of the base model on real
 pairs of the default profile (built from the bundled sample as the ``pairs`` asset builds them), at the training
 length, in the precision the pipeline encodes with on this CPU, for each setting: MiniLM's own dropout (0.1 on the
-attention probabilities and the hidden states: the default until 2026-12-04), no attention dropout, no dropout at
-all (the default), each on PyTorch's own attention kernel and on the math path (``ml/attention_kernel.py``). The
+attention probabilities and the hidden states: the default), no attention dropout, no dropout at all (the faster
+opt-in), each on PyTorch's own attention kernel and on the math path (``ml/attention_kernel.py``). The
 settings take turns round by round on the same batches in one process, so the machine's drift touches them alike;
 the table gives each one's median seconds per step and its speed-up over the first. The order turns each round,
 so that no setting always runs first or after the same one.
