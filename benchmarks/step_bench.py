@@ -19,16 +19,16 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import torch
 
 from arxiv_assets.ml.attention_kernel import AttentionKernel, attention_kernel_context
-from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, default_precision, load_model, precision_context
+from arxiv_assets.ml.embedding import default_precision, precision_context
 from arxiv_assets.ml.hardware import ONEDNN_ISA_LEVELS
 from arxiv_assets.ml.pairs import make_pair_sets
-from arxiv_assets.ml.training import DROPOUT_CONFIG_KEYS, TrainSettings
+from arxiv_assets.ml.training import TrainSettings, load_for_training
 from arxiv_assets.profiles import get_profile
 from benchmarks.common import flags_line, hold_to_isa, machine_line, profile_splits
 
@@ -53,14 +53,13 @@ def step_runner(setting: StepSetting, precision: str) -> Callable[[list[str], li
     """One MNRL training step on (anchors, positives) for ``setting``'s model, as the trainer takes it."""
     from sentence_transformers.losses import MultipleNegativesRankingLoss
 
-    overrides = {DROPOUT_CONFIG_KEYS[field]: value for field, value in
-                 (("attention_dropout", setting.attention_dropout), ("hidden_dropout", setting.hidden_dropout))
-                 if value is not None}
-    model = load_model(BUNDLED_BASE_MODEL, device="cpu", config_overrides=overrides or None)
-    model.max_seq_length = TrainSettings().train_seq_length
+    settings = replace(TrainSettings(), attention_dropout=setting.attention_dropout,
+                       hidden_dropout=setting.hidden_dropout)
+    model, _ = load_for_training(settings, "cpu")  # as train() loads it
+    model.max_seq_length = settings.train_seq_length
     model.train()
     loss = MultipleNegativesRankingLoss(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=TrainSettings().learning_rate)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
 
     def step(anchors: list[str], positives: list[str]) -> None:
         features = [model.tokenize(anchors), model.tokenize(positives)]

@@ -40,7 +40,7 @@ def pick_training_precision(fp32_seconds: float, bf16_seconds: float) -> Precisi
 
 
 def step_seconds(model, features: dict, device: str, precision: Literal["fp32", "bf16"],
-                  give_up_after: float = float("inf")) -> float:
+                 give_up_after: float = float("inf")) -> float:
     """Seconds of one forward and backward pass (the second of two: the first builds kernels), or of the first
     alone where that took over ``give_up_after`` (emulated bf16: ~20x fp32, so a second pass would only cost
     time); the gradients are dropped afterwards, so the model is as it was."""
