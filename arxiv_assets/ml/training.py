@@ -366,13 +366,12 @@ def train(
     model.max_seq_length = train_seq_length
     freeze_lower_layers(model, settings.frozen_layers)
     # timed on the longest of the first anchors: at train_seq_length, as the epoch's full steps run
-    precision_choice = choose_training_precision(
-        model, sorted(pairs["anchor"][:200], key=len)[-TIMING_TEXTS:], device, settings.train_precision,
-        cuda_bf16=on_cuda and torch.cuda.is_bf16_supported())
+    timing_texts = sorted(pairs["anchor"][:200], key=len)[-TIMING_TEXTS:]
+    precision_choice = choose_training_precision(model, timing_texts, device, settings.train_precision,
+                                                 cuda_bf16=on_cuda and torch.cuda.is_bf16_supported())
     precision = precision_choice.precision
     bf16 = precision == "bf16"
-    kernel_choice = choose_attention_kernel(model, sorted(pairs["anchor"][:200], key=len)[-TIMING_TEXTS:], device,
-                                            precision)
+    kernel_choice = choose_attention_kernel(model, timing_texts, device, precision)
 
     train_dataset = _training_sets(pairs, settings)
     eval_dataset = _training_sets(eval_pairs, settings)

@@ -47,7 +47,7 @@ def test_smoke_training_saves_a_model_that_reloads_and_embeds(smoke_model: Smoke
     timed = metadata["precision_timed_step_seconds"]
     assert metadata["precision"] == pick_training_precision(timed["fp32"], timed["bf16"]).precision
     assert "bf16 timed" in metadata["precision_reason"]
-    # no attention dropout by default, so the attention kernel is timed too
+    # the attention kernel is timed on every CPU run, whichever won
     timed = metadata["attention_kernel_timed_step_seconds"]
     assert metadata["attention_kernel"] == pick_attention_kernel(timed["default"], timed["math"]).kernel
     assert Path(metadata["wandb"]["run_dir"]).exists()  # offline W&B run written locally
