@@ -21,6 +21,10 @@ steps and seconds. A recipe with ``WISE_FT`` (one run, the default until 2026-12
 base in weight space at the weight ``train`` chooses on the eval split (``ml/interpolation.py``); its row
 records the weight and the eval split's figures for every candidate weight.
 
+``--train-seed N`` trains every recipe with that seed (rows and models named ``<recipe>-seed-N``): what two seeds
+of one recipe differ by is the spread a recipe's difference must exceed (``benchmarks/paired_models.py``
+compares two models paper by paper).
+
 ``--models DIR`` keeps every trained model in ``DIR/<recipe>`` (score one again later with ``--backbones
 DIR/<recipe>``); a recipe already there is skipped, its row being in ``--out`` already.
 
@@ -174,6 +178,9 @@ def main() -> None:
     parser.add_argument("--skip-references", action="store_true", help="do not re-score base and TF-IDF")
     parser.add_argument("--profile", default="default", help="the splits, pairs and settings the recipes change "
                         "(smoke: a quick check that the script runs)")
+    parser.add_argument("--train-seed", type=int, help="train every recipe with this seed instead of the profile's "
+                        "(the same pairs; batch order and dropout draws change): two seeds of one recipe measure the "
+                        "training's run-to-run spread (compare them with benchmarks.paired_models)")
     args = parser.parse_args()
 
     profile = get_profile(args.profile)
@@ -219,17 +226,21 @@ def main() -> None:
         # machine, and the rows compare recipes, not machines.
         if "teacher_model" in train_changes:
             train_changes = {**train_changes, "teacher_model": args.teacher}
+        system = name
+        if args.train_seed is not None:
+            train_changes = {**train_changes, "seed": args.train_seed}
+            system = f"{name}-seed-{args.train_seed}"
         settings = replace(profile.train, report_to_wandb=False, checkpoint_steps=1_000_000,
                            train_budget_seconds=None, **train_changes)
         settings_row = {"pairs": asdict(pair_settings), "train": asdict(settings)}
-        model_dir = (args.models or Path(tempfile.mkdtemp())) / name
+        model_dir = (args.models or Path(tempfile.mkdtemp())) / system
         if model_dir.exists():  # trained by an earlier invocation: its row is in --out already
-            print(f"{name}: already trained in {model_dir}, skipped", flush=True)
+            print(f"{system}: already trained in {model_dir}, skipped", flush=True)
             continue
         pairs = make_pair_sets(splits, pair_settings)
         started = time.perf_counter()
         result = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"), settings, model_dir,
-                       Path(tempfile.mkdtemp()), data_fingerprint=name, train_papers=papers_in(splits, "train"))
+                       Path(tempfile.mkdtemp()), data_fingerprint=system, train_papers=papers_in(splits, "train"))
         model = load_model(result.model_dir, device=device)
         interpolation = {} if result.interpolation is None else {
             "interpolation_weight": result.interpolation.weight,
@@ -238,7 +249,7 @@ def main() -> None:
         teacher = {} if result.teacher_seconds is None else {"teacher_s": round(result.teacher_seconds)}
         soup = {} if result.soup is None else {"soup_loss": result.soup.loss, "soup_steps": result.soup.steps,
                                                "soup_train_s": round(result.soup.train_seconds)}
-        record({"system": name, "train_s": round(result.train_seconds), **teacher,
+        record({"system": system, "train_s": round(result.train_seconds), **teacher,
                 "wall_s": round(time.perf_counter() - started), "steps": result.steps,
                 "train_precision": result.precision, "attention_kernel": result.attention_kernel_choice.kernel,
                 **interpolation, **soup, **settings_row,
