@@ -107,10 +107,10 @@ class TrainSettings:
         "frozen_layers of the soup's second run (with soup_loss): the token embeddings and this many of its "
         "lowest transformer layers keep the base model's weights; 0: everything trains"))
     # Dropout costs a CPU step more than its share (a mask per attention matrix, PyTorch's fused CPU attention out of
-    # reach): without any, a Zen 4 step was 2.0x faster and the soup trained in 6.4 min instead of 13.6, but scored
-    # below the soup with MiniLM's dropout on subject P@10, paper by paper: test -0.25, unseen subjects -0.36
-    # (benchmarks/RESULTS.md "Dropout and the attention kernel"). Quality where users are comes first: the base's
-    # dropout stays the default, and 0 / 0 is the faster recipe for whoever needs the time more.
+    # reach): without any, the trainer's steps were 1.74x faster on a Zen 4 (the soup: 5.4-6.4 min instead of
+    # 9.7-13.6), but at two seeds its soup scored below the one with MiniLM's dropout on subject P@10 off the
+    # training subjects, paper by paper, by ~0.25 point on average (benchmarks/RESULTS.md, 2026-12-04 and -05).
+    # Quality where users are comes first: the base's dropout stays the default, 0 / 0 the faster opt-in.
     attention_dropout: float | None = field(default=None, metadata=described(
         "dropout on the attention probabilities while training (the backbone config's attention_probs_dropout_prob; "
         "the saved model keeps the base's value); None: the base model's (0.1 for MiniLM). Without it a CPU step "
