@@ -22,9 +22,14 @@ from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
 FLAGS_OF_NOTE: tuple[str, ...] = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
+def flags_of_note() -> list[str]:
+    """Those of FLAGS_OF_NOTE this CPU has (as PyTorch may use them): what every benchmark row records."""
+    return [f for f in FLAGS_OF_NOTE if f in cpu_flags()]
+
+
 def flags_line() -> str:
-    """``CPU flags a, b`` (those of FLAGS_OF_NOTE this CPU has, as PyTorch may use them), or ``none of ...``."""
-    flags = [f for f in FLAGS_OF_NOTE if f in cpu_flags()]
+    """``CPU flags a, b`` (``flags_of_note``), or ``none of ...``."""
+    flags = flags_of_note()
     return "CPU flags " + (", ".join(flags) if flags else "none of " + ", ".join(FLAGS_OF_NOTE))
 
 

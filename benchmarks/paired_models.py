@@ -20,9 +20,9 @@ import json
 from pathlib import Path
 
 from arxiv_assets.ml.embedding import default_precision, encode, load_model
-from arxiv_assets.ml.hardware import best_device, cpu_flags
+from arxiv_assets.ml.hardware import best_device
 from arxiv_assets.profiles import get_profile
-from benchmarks.common import FLAGS_OF_NOTE, machine_line, profile_splits
+from benchmarks.common import flags_of_note, machine_line, profile_splits
 from benchmarks.recipe_comparison import evaluate, external_papers, paired_table
 
 
@@ -47,7 +47,7 @@ def main() -> None:
         model = load_model(model_path, device=device, max_seq_length=profile.train.max_seq_length_cap)
         evaluations[model_path] = evaluate(lambda texts, m=model: encode(m, texts, precision=precision),
                                            splits, external)
-    header = {"machine": machine_line(), "cpu_flags": [f for f in FLAGS_OF_NOTE if f in cpu_flags()],
+    header = {"machine": machine_line(), "cpu_flags": flags_of_note(),
               "eval_precision": precision}
     print(header["machine"])
     for later, candidate in enumerate(args.models):

@@ -48,7 +48,7 @@ import pandas as pd
 
 from arxiv_assets.ml.embedding import default_precision, encode, load_model
 from arxiv_assets.ml.evaluation import ModelEvaluation, evaluate_encoder, paired_differences
-from arxiv_assets.ml.hardware import best_device, cpu_flags
+from arxiv_assets.ml.hardware import best_device
 from arxiv_assets.ml.metrics import PROBE_CS
 from arxiv_assets.ml.pairs import PairSettings, make_pair_sets
 from arxiv_assets.ml.splits import papers_in
@@ -57,7 +57,7 @@ from arxiv_assets.ml.tfidf import TFIDF_PROBE_C, fit_tfidf
 from arxiv_assets.ml.training import train
 from arxiv_assets.profiles import get_profile
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
-from benchmarks.common import FLAGS_OF_NOTE, machine_line, profile_splits
+from benchmarks.common import flags_of_note, machine_line, profile_splits
 
 # Name -> (pair settings, train settings) changed from the default profile's. Rows measured before a default
 # changed keep their exact settings in recipe_comparison.jsonl; the names below mean what they say today.
@@ -189,7 +189,7 @@ def main() -> None:
     device = best_device()
     precision = default_precision(device)
     header = {"machine": machine_line(), "profile": profile.name,
-              "cpu_flags": [f for f in FLAGS_OF_NOTE if f in cpu_flags()], "device": device,
+              "cpu_flags": flags_of_note(), "device": device,
               "eval_precision": precision,
               "papers": splits["split"].value_counts().to_dict(),
               "external_papers": 0 if external is None else len(external)}

@@ -25,10 +25,9 @@ from pathlib import Path
 import pandas as pd
 
 from arxiv_assets.ml.embedding import encode, load_model
-from arxiv_assets.ml.hardware import cpu_flags
 from arxiv_assets.ml.variants import VARIANTS, ModelExport, encode_variant, load_variant
 from arxiv_assets.profiles import get_profile
-from benchmarks.common import FLAGS_OF_NOTE, machine_line, profile_splits
+from benchmarks.common import flags_of_note, machine_line, profile_splits
 from benchmarks.recipe_comparison import EXTERNAL_FIGURES, FIGURES, evaluate, external_papers, figures_of, paired_table
 
 # ONNX fp32 is left out by default: its vectors match PyTorch fp32's to a cosine of 0.99999+ (onnx_model's check).
@@ -55,7 +54,7 @@ def main() -> None:
     splits = profile_splits(profile)
     external = external_papers(args.external, args.external_per_subject) if args.external else None
     export = ModelExport.read(args.model)
-    header = {"machine": machine_line(), "cpu_flags": [f for f in FLAGS_OF_NOTE if f in cpu_flags()],
+    header = {"machine": machine_line(), "cpu_flags": flags_of_note(),
               "model": str(args.model), "model_fingerprint": export.source_fingerprint,
               "quantization_target": export.quantization_target}
     print(json.dumps(header), flush=True)
