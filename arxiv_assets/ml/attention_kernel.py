@@ -24,8 +24,8 @@ AttentionKernel = Literal["default", "math"]
 # the machine (a re-run would train another model, bit for bit).
 MATH_MIN_SPEEDUP = 1.1
 TIMED_ROUNDS = 2  # each kernel timed this many times, interleaved, best kept
-# the backbone config's attention dropout: BERT-like (MiniLM, mpnet), DistilBERT-like
-ATTENTION_DROPOUT_KEYS: tuple[str, ...] = ("attention_probs_dropout_prob", "attention_dropout")
+# the backbone config's attention dropout (BERT-like: MiniLM, mpnet), as TrainSettings.attention_dropout sets it
+ATTENTION_DROPOUT_KEY = "attention_probs_dropout_prob"
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,9 @@ def attention_kernel_context(kernel: AttentionKernel) -> Iterator[None]:
 
 
 def attention_dropout_of(model) -> float:
-    """The attention dropout ``model``'s backbone trains with (its config's, under BERT's or DistilBERT's name);
-    0 where the config names none, so that such a backbone is timed rather than assumed."""
-    config = model[0].auto_model.config
-    for key in ATTENTION_DROPOUT_KEYS:
-        if isinstance(getattr(config, key, None), int | float):
-            return float(getattr(config, key))
-    return 0.0
+    """The attention dropout ``model``'s backbone trains with; 0 where its config names none, so that such a
+    backbone is timed rather than assumed."""
+    return float(getattr(model[0].auto_model.config, ATTENTION_DROPOUT_KEY, 0.0))
 
 
 def choose_attention_kernel(model, texts: list[str], device: str, precision: Literal["fp32", "bf16"]

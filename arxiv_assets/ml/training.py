@@ -16,7 +16,12 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset
 
-from arxiv_assets.ml.attention_kernel import AttentionKernelChoice, attention_kernel_context, choose_attention_kernel
+from arxiv_assets.ml.attention_kernel import (
+    ATTENTION_DROPOUT_KEY,
+    AttentionKernelChoice,
+    attention_kernel_context,
+    choose_attention_kernel,
+)
 from arxiv_assets.ml.embedding import encode, load_model
 from arxiv_assets.ml.hardware import Device, resolve_device
 from arxiv_assets.ml.interpolation import (
@@ -289,7 +294,7 @@ def _peak_memory_mb(device: str) -> float:
 
 
 # TrainSettings field -> the backbone config's key (BERT-like backbones: MiniLM, mpnet)
-DROPOUT_CONFIG_KEYS = {"attention_dropout": "attention_probs_dropout_prob", "hidden_dropout": "hidden_dropout_prob"}
+DROPOUT_CONFIG_KEYS = {"attention_dropout": ATTENTION_DROPOUT_KEY, "hidden_dropout": "hidden_dropout_prob"}
 
 
 def load_for_training(settings: TrainSettings, device: str):
