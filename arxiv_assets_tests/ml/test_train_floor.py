@@ -25,7 +25,7 @@ def test_batches_are_padded_to_their_longest_text_and_sized_as_each_run_batches(
     # the main run: title -> abstract 4 to a batch here, paper -> paper one per subject (3 subjects: 2 batches)
     assert padded_lengths(_pairs(), TOKENS, batch_size=4, distinct_subjects=True, seed=0) == Counter(
         {(4, 14): 1, (4, 128): 1, (3, 128): 2, (3, 100): 2})
-    # the second run: every kind 4 to a batch; the last partial batch dropped, as the samplers drop it
+    # the second run: every kind 4 to a batch; a last partial batch left out
     assert padded_lengths(_pairs(), TOKENS, batch_size=4, distinct_subjects=False, seed=0) == Counter(
         {(4, 14): 1, (4, 128): 2, (4, 100): 1})
 
