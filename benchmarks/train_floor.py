@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from arxiv_assets.ml.hardware import ONEDNN_ISA_LEVELS
 from arxiv_assets.ml.pairs import KIND_COLUMN, SUBJECT_COLUMN, make_pair_sets
-from arxiv_assets.ml.training import TrainSettings, freeze_lower_layers, load_for_training
+from arxiv_assets.ml.training import TrainSettings, freeze_lower_layers, ingredient_settings, load_for_training
 from arxiv_assets.profiles import get_profile
 from benchmarks.common import flags_line, hold_to_isa, machine_line, profile_splits
 
@@ -117,22 +117,23 @@ def main() -> None:
     pair_settings = replace(profile.pairs, train_pairs=args.pairs or profile.pairs.train_pairs)
     pairs = make_pair_sets(profile_splits(profile), pair_settings)["train"]
     length = settings.train_seq_length or settings.max_seq_length_cap
-    model, _ = load_for_training(settings, "cpu")
+    # The soup's two runs as train() runs them: the main one, and the second with its own loss and frozen layers.
+    runs = {"main run": settings} | ({"second run": ingredient_settings(settings)} if settings.soup_loss else {})
+    models = {}
+    for name, run in runs.items():
+        models[name], _ = load_for_training(run, "cpu")
+        freeze_lower_layers(models[name], run.frozen_layers)
+    model = models["main run"]
     texts = sorted(set(pairs["anchor"]) | set(pairs["positive"]))
     encoded = model.tokenizer(texts, truncation=True, max_length=length)["input_ids"]
     tokens = dict(zip(texts, map(len, encoded), strict=True))
 
-    # The soup's two runs: the main one (its frozen_layers frozen, subject-distinct batches) and the second (plain
-    # no-duplicate batches, its lowest soup_frozen_layers frozen).
-    runs = {"main run": (settings.frozen_layers, True), "second run": (settings.soup_frozen_layers, False)}
     counted = {}
-    for name, (frozen, distinct) in runs.items():
-        run_model, _ = load_for_training(settings, "cpu")
-        freeze_lower_layers(run_model, frozen)
-        shapes = padded_lengths(pairs, tokens, settings.batch_size, distinct, settings.seed)
-        counted[name] = {"steps": sum(shapes.values()) // 2, "frozen layers": frozen,
+    for name, run in runs.items():
+        shapes = padded_lengths(pairs, tokens, run.batch_size, run.loss == "mnrl_distinct_subjects", run.seed)
+        counted[name] = {"steps": sum(shapes.values()) // 2, "frozen layers": run.frozen_layers,
                          "tokens (padded)": sum(t * n * c for (t, n), c in shapes.items()),
-                         "TFLOP": recipe_flops(run_model, shapes) / 1e12}
+                         "TFLOP": recipe_flops(models[name], shapes) / 1e12}
     total_tflop = sum(run["TFLOP"] for run in counted.values())
 
     # The feed-forward projection over one main-run batch of tokens: (texts x tokens) x hidden @ hidden x 4 hidden.

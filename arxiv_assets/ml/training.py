@@ -484,14 +484,15 @@ def train(
     )
 
 
-def _ingredient_settings(settings: TrainSettings) -> TrainSettings:
+def ingredient_settings(settings: TrainSettings) -> TrainSettings:
+    """How the soup's second run trains (``soup_ingredient``; ``benchmarks.train_floor`` counts it)."""
     # the same pairs and schedule with the soup's loss; a teacher's papers go to the main run only
     return replace(settings, loss=settings.soup_loss, soup_loss=None, interpolate_with_base=False, teacher_model=None,
                    frozen_layers=settings.soup_frozen_layers)
 
 
 def ingredient_dir(work_dir: Path, settings: TrainSettings, data_fingerprint: str) -> Path:
-    return work_dir / f"soup-{_ingredient_settings(settings).fingerprint(data_fingerprint)}"
+    return work_dir / f"soup-{ingredient_settings(settings).fingerprint(data_fingerprint)}"
 
 
 def soup_ingredient(pairs: Dataset, eval_pairs: Dataset, eval_papers: pd.DataFrame, settings: TrainSettings,
@@ -504,10 +505,10 @@ def soup_ingredient(pairs: Dataset, eval_pairs: Dataset, eval_papers: pd.DataFra
         return SoupIngredient(model_dir=target, **json.loads(record.read_text()), reused=True)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    ingredient_settings = _ingredient_settings(settings)
-    result = train(pairs, eval_pairs, eval_papers, ingredient_settings, partial, work_dir, data_fingerprint,
+    second_run = ingredient_settings(settings)
+    result = train(pairs, eval_pairs, eval_papers, second_run, partial, work_dir, data_fingerprint,
                    run_name=None if run_name is None else f"{run_name}-soup")
-    facts = {"loss": ingredient_settings.loss, "steps": result.steps, "train_seconds": result.train_seconds}
+    facts = {"loss": second_run.loss, "steps": result.steps, "train_seconds": result.train_seconds}
     (partial / INGREDIENT_RECORD).write_text(json.dumps(facts))
     partial.rename(target)
     return SoupIngredient(model_dir=target, **facts, reused=False)
