@@ -100,6 +100,9 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "no-subject-names": ({**HALF_PAIRS, "subject_fraction": 0.0, "title_abstract_fraction": 0.5}, PLAIN),
     # Title -> abstract and paper -> paper, half each, no subject names.
     "no-subject-names-6000": ({"subject_fraction": 0.0, "title_abstract_fraction": 0.5}, PLAIN),
+    # The default soup on those pairs: no paper -> subject-name pairs, the objective closest to a classifier over
+    # the training subjects, in either run.
+    "soup-no-subject-names": ({"subject_fraction": 0.0, "title_abstract_fraction": 0.5}, {}),
     # The default plus the teacher's in-batch similarities among 3,000 random train papers (ml/distillation.py);
     # --teacher says where the teacher is.
     "distill-mpnet": ({}, {"teacher_model": TEACHER, **WISE_FT}),
