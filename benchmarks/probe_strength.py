@@ -1,0 +1,102 @@
+"""Does a model's lead on the linear probe depend on the probe's regularization?
+
+    python -m benchmarks.probe_strength MODEL MODEL [MODEL ...] --external ../shared/data/arxiv_papers.parquet
+
+The pipeline's probe chooses its C by cross-validated macro-F1 from ``PROBE_CS`` (``ml/metrics.py``); someone
+scoring the served embeddings may not: scikit-learn's ``LogisticRegression()`` fits C = 1, another scorer may
+take a weak penalty. A fine-tuned model's subjects sit in tighter clusters than the base's, which favours a
+different C, so a lead measured at the chosen C could turn at a fixed one. Each model (as in
+``paired_models``) is encoded once; then the pipeline's own evaluation (``recipe_comparison.evaluate``) is
+repeated with the probe held to each C of ``--cs`` and with the chosen one, and every model is compared with the
+first named, paper by paper (95 % paired bootstrap), on the probe of every slice: test and new (fit on the train
+split's probe papers), unseen and rare (cross-validated within the slice) and ``--external``'s papers. Rows are
+appended to ``--out`` (JSON lines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from arxiv_assets.ml.embedding import default_precision, encode, load_model
+from arxiv_assets.ml.evaluation import ModelEvaluation
+from arxiv_assets.ml.hardware import best_device
+from arxiv_assets.ml.metrics import PROBE_CS, Vectors
+from arxiv_assets.profiles import get_profile
+from benchmarks.common import flags_of_note, machine_line, profile_splits
+from benchmarks.recipe_comparison import evaluate, external_papers, figures_of, paired_table
+
+CHOSEN = "chosen"  # the pipeline's probe: C by cross-validated macro-F1 from PROBE_CS
+
+
+def encoded_once(encode_texts: Callable[[list[str]], Vectors]) -> Callable[[list[str]], Vectors]:
+    """``encode_texts`` remembering what it encoded: every repeat of the evaluation asks for the same lists."""
+    seen: dict[tuple[str, ...], Vectors] = {}
+
+    def cached(texts: list[str]) -> Vectors:
+        key = tuple(texts)
+        if key not in seen:
+            seen[key] = encode_texts(texts)
+        return seen[key]
+
+    return cached
+
+
+def probe_rows(table: pd.DataFrame, c: str) -> pd.DataFrame:
+    """The probe's rows of a ``paired_table``, labelled with the C they were scored at."""
+    probe = table[table["figure"] == "LR accuracy"].drop(columns="figure")
+    return probe.assign(C=c)[["C", "slice", "points", "low", "high", "verdict"]]
+
+
+def probe_accuracy(evaluations: dict[str, ModelEvaluation]) -> dict[str, float]:
+    """``{"<slice>/LR accuracy": value}`` of one model's evaluation, the external papers' under ``external/``."""
+    return {k: v for k, v in figures_of(evaluations).items() if k.endswith("/LR accuracy")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", help="model directories or ids; the first is the reference")
+    parser.add_argument("--external", type=Path, help="a parquet of papers in our schema (../shared/data/...)")
+    parser.add_argument("--external-per-subject", type=int, default=120)
+    parser.add_argument("--cs", type=float, nargs="+", default=list(PROBE_CS), help="fixed C values to score at")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/probe_strength.jsonl"))
+    args = parser.parse_args()
+    if len(args.models) < 2:
+        parser.error("name at least two models to compare")
+
+    profile = get_profile("default")
+    splits = profile_splits(profile)
+    external = external_papers(args.external, args.external_per_subject) if args.external else None
+    device = best_device()
+    precision = default_precision(device)
+    settings: dict[str, tuple[float, ...]] = {CHOSEN: PROBE_CS} | {f"{c:g}": (c,) for c in args.cs}
+    evaluations: dict[str, dict[str, dict[str, ModelEvaluation]]] = {}
+    for model_path in args.models:
+        model = load_model(model_path, device=device, max_seq_length=profile.train.max_seq_length_cap)
+        encode_texts = encoded_once(lambda texts, m=model: encode(m, texts, precision=precision))
+        evaluations[model_path] = {c: evaluate(encode_texts, splits, external, probe_cs=cs)
+                                   for c, cs in settings.items()}
+
+    header = {"machine": machine_line(), "cpu_flags": flags_of_note(), "eval_precision": precision}
+    print(header["machine"])
+    reference = args.models[0]
+    for candidate in args.models[1:]:
+        table = pd.concat([probe_rows(paired_table(evaluations[candidate][c], evaluations[reference][c]), c)
+                           for c in settings], ignore_index=True)
+        accuracy = {c: {"reference": probe_accuracy(evaluations[reference][c]),
+                        "candidate": probe_accuracy(evaluations[candidate][c])} for c in settings}
+        with args.out.open("a") as out:
+            out.write(json.dumps({**header, "candidate": candidate, "reference": reference,
+                                  "accuracy": accuracy, "paired": table.to_dict("records")}) + "\n")
+        print(f"\n{candidate} minus {reference}: probe accuracy in points at each C, 95 % paired bootstrap\n")
+        wide = table.assign(cell=[f"{p:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                                  for p, lo, hi in zip(table["points"], table["low"], table["high"], strict=True)])
+        print(wide.pivot(index="C", columns="slice", values="cell").loc[list(settings)].to_markdown())
+
+
+if __name__ == "__main__":
+    main()
