@@ -15,20 +15,17 @@ appended to ``--out`` (JSON lines).
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from arxiv_assets.ml.embedding import default_precision, encode, load_model
 from arxiv_assets.ml.evaluation import ModelEvaluation
-from arxiv_assets.ml.hardware import best_device
 from arxiv_assets.ml.metrics import PROBE_CS, Vectors
-from arxiv_assets.profiles import get_profile
-from benchmarks.common import flags_of_note, machine_line, profile_splits
-from benchmarks.recipe_comparison import evaluate, external_papers, figures_of, paired_table
+from benchmarks.common import flags_of_note, machine_line
+from benchmarks.paired_models import ComparisonInputs, comparison_parser, parse_comparison
+from benchmarks.recipe_comparison import evaluate, figures_of, paired_table
 
 CHOSEN = "chosen"  # the pipeline's probe: C by cross-validated macro-F1 from PROBE_CS
 
@@ -58,30 +55,18 @@ def probe_accuracy(evaluations: dict[str, ModelEvaluation]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", help="model directories or ids; the first is the reference")
-    parser.add_argument("--external", type=Path, help="a parquet of papers in our schema (../shared/data/...)")
-    parser.add_argument("--external-per-subject", type=int, default=120)
+    parser = comparison_parser(__doc__, Path("benchmarks/probe_strength.jsonl"))
     parser.add_argument("--cs", type=float, nargs="+", default=list(PROBE_CS), help="fixed C values to score at")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/probe_strength.jsonl"))
-    args = parser.parse_args()
-    if len(args.models) < 2:
-        parser.error("name at least two models to compare")
-
-    profile = get_profile("default")
-    splits = profile_splits(profile)
-    external = external_papers(args.external, args.external_per_subject) if args.external else None
-    device = best_device()
-    precision = default_precision(device)
+    args = parse_comparison(parser)
+    inputs = ComparisonInputs.from_args(args)
     settings: dict[str, tuple[float, ...]] = {CHOSEN: PROBE_CS} | {f"{c:g}": (c,) for c in args.cs}
     evaluations: dict[str, dict[str, dict[str, ModelEvaluation]]] = {}
     for model_path in args.models:
-        model = load_model(model_path, device=device, max_seq_length=profile.train.max_seq_length_cap)
-        encode_texts = encoded_once(lambda texts, m=model: encode(m, texts, precision=precision))
-        evaluations[model_path] = {c: evaluate(encode_texts, splits, external, probe_cs=cs)
+        encode_texts = encoded_once(inputs.encoder(model_path))
+        evaluations[model_path] = {c: evaluate(encode_texts, inputs.splits, inputs.external, probe_cs=cs)
                                    for c, cs in settings.items()}
 
-    header = {"machine": machine_line(), "cpu_flags": flags_of_note(), "eval_precision": precision}
+    header = {"machine": machine_line(), "cpu_flags": flags_of_note(), "eval_precision": inputs.precision}
     print(header["machine"])
     reference = args.models[0]
     for candidate in args.models[1:]:
