@@ -21,6 +21,9 @@ steps and seconds. A recipe with ``WISE_FT`` (one run, the default until 2026-12
 base in weight space at the weight ``train`` chooses on the eval split (``ml/interpolation.py``); its row
 records the weight and the eval split's figures for every candidate weight.
 
+``--isa AVX2`` trains and scores as an AVX2-only CPU of this clock would (PyTorch held to AVX2 kernels, so fp32):
+its rows' ``train_s`` are that CPU class's training time, their ``cpu_flags`` the capped ones.
+
 ``--train-seed N`` trains every recipe with that seed (rows and models named ``<recipe>-seed-N``): what two seeds
 of one recipe differ by is the spread a recipe's difference must exceed (``benchmarks/paired_models.py``
 compares two models paper by paper).
@@ -48,7 +51,7 @@ import pandas as pd
 
 from arxiv_assets.ml.embedding import default_precision, encode, load_model
 from arxiv_assets.ml.evaluation import ModelEvaluation, evaluate_encoder, paired_differences
-from arxiv_assets.ml.hardware import best_device
+from arxiv_assets.ml.hardware import ONEDNN_ISA_LEVELS, best_device
 from arxiv_assets.ml.metrics import PROBE_CS
 from arxiv_assets.ml.pairs import PairSettings, make_pair_sets
 from arxiv_assets.ml.splits import papers_in
@@ -57,7 +60,7 @@ from arxiv_assets.ml.tfidf import TFIDF_PROBE_C, fit_tfidf
 from arxiv_assets.ml.training import train
 from arxiv_assets.profiles import get_profile
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
-from benchmarks.common import flags_of_note, machine_line, profile_splits
+from benchmarks.common import flags_of_note, hold_to_isa, machine_line, profile_splits
 
 # Name -> (pair settings, train settings) changed from the default profile's. Rows measured before a default
 # changed keep their exact settings in recipe_comparison.jsonl; the names below mean what they say today.
@@ -115,6 +118,9 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # The default without attention dropout (a CPU step may then take PyTorch's fused attention) and without any.
     "soup-no-attention-dropout": ({}, {"attention_dropout": 0.0}),
     "soup-no-dropout": ({}, {"attention_dropout": 0.0, "hidden_dropout": 0.0}),
+    # The cuts train_floor counts as fitting 10 minutes of an AVX2-only CPU (38.6 TFLOP against the default's 129.7):
+    # half the pairs, 96 tokens, both runs with layers 0-2 frozen.
+    "soup-avx2-budget": (HALF_PAIRS, {"train_seq_length": 96, "frozen_layers": 3}),
     # Sizes for a GPU: the default soup on four times the pairs, and on the gpu profile's pairs and batch
     # (100,000 pairs with a hard negative each, batch 128), drawn from the default splits' train papers.
     "soup-24000-pairs": ({"train_pairs": 24_000}, {}),
@@ -184,7 +190,10 @@ def main() -> None:
     parser.add_argument("--train-seed", type=int, help="train every recipe with this seed instead of the profile's "
                         "(the same pairs; batch order and dropout draws change): two seeds of one recipe measure the "
                         "training's run-to-run spread (compare them with benchmarks.paired_models)")
+    parser.add_argument("--isa", choices=ONEDNN_ISA_LEVELS, help="hold PyTorch to this instruction set (AVX2: train "
+                        "and score as an AVX2-only CPU of this clock would, in fp32)")
     args = parser.parse_args()
+    hold_to_isa(args.isa, "benchmarks.recipe_comparison")
 
     profile = get_profile(args.profile)
     splits = profile_splits(profile)
