@@ -61,12 +61,29 @@ def test_a_model_collapsed_onto_subject_names_fails_the_unseen_rare_and_known_it
 def test_the_base_model_passes_every_gate_that_compares_it_with_itself(headlines):
     gates = {g.name: g for g in quality_gates(headlines, GateSettings(), candidate="base")}
     for name in ("known_item_mrr_not_below_base", "unseen_subjects_p10_not_below_base",
-                 "unseen_subjects_lr_accuracy_not_below_base", "rare_subjects_p10_not_below_base"):
+                 "unseen_subjects_lr_accuracy_not_below_base", "rare_subjects_p10_not_below_base",
+                 "in_distribution_lr_accuracy_not_below_base"):
         assert gates[name].passed, name
     # ...but never the one that asks for an improvement: the base is not promoted as "fine-tuned".
     assert not gates["in_distribution_p10_beats_base_and_tfidf"].passed
     assert math.isnan(gates["new_months_p10_not_below_base"].value)  # no new months asked for: not applied
     assert gates["new_months_p10_not_below_base"].passed
+
+
+def test_a_model_that_keeps_retrieval_and_loses_the_in_distribution_probe_is_refused(headlines):
+    # What the AVX2 budget recipe measured: every retrieval figure at or above the base, the test probe 2.5 below.
+    base, tfidf = headlines["base"], headlines["tfidf"]
+
+    def failed_gates(probe_points_lost: float) -> list[str]:
+        candidate = {**base, "test/P@10": max(base["test/P@10"], tfidf["test/P@10"]) + 0.01,
+                     "test/LR macro-F1": max(base["test/LR macro-F1"], tfidf["test/LR macro-F1"]),
+                     "test/LR accuracy": base["test/LR accuracy"] - probe_points_lost / 100}
+        gates = quality_gates({**headlines, "candidate": candidate}, GateSettings(), candidate="candidate")
+        return [g.name for g in gates if not g.passed]
+
+    assert failed_gates(2.5) == ["in_distribution_lr_accuracy_not_below_base"]
+    assert failed_gates(1.1) == ["in_distribution_lr_accuracy_not_below_base"]
+    assert failed_gates(0.9) == []  # within the 1-point tolerance the unseen probe has too
 
 
 def test_a_rare_slice_too_small_to_judge_is_reported_not_gated(headlines):
