@@ -17,41 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
-from arxiv_assets.ml.embedding import Precision, default_precision, encode, load_model
-from arxiv_assets.ml.hardware import best_device
-from arxiv_assets.ml.metrics import Vectors
 from arxiv_assets.profiles import get_profile
-from benchmarks.common import flags_of_note, machine_line, profile_splits
-from benchmarks.recipe_comparison import evaluate, external_papers, paired_table
-
-
-@dataclass(frozen=True)
-class ComparisonInputs:
-    """What a paper-by-paper comparison of models scores them on, and how each model encodes on this machine."""
-
-    splits: pd.DataFrame  # the default profile's, as the pipeline splits the bundled sample
-    external: pd.DataFrame | None  # --external's papers outside the bundled sample, scored as an unseen slice
-    device: str
-    precision: Precision
-    max_seq_length: int
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ComparisonInputs:
-        profile = get_profile("default")
-        device = best_device()
-        return cls(profile_splits(profile),
-                   external_papers(args.external, args.external_per_subject) if args.external else None,
-                   device, default_precision(device), profile.train.max_seq_length_cap)
-
-    def encoder(self, model_path: str) -> Callable[[list[str]], Vectors]:
-        model = load_model(model_path, device=self.device, max_seq_length=self.max_seq_length)
-        return lambda texts: encode(model, texts, precision=self.precision)
+from benchmarks.common import flags_of_note, machine_line
+from benchmarks.recipe_comparison import ScoringInputs, evaluate, paired_table
 
 
 def comparison_parser(description: str, out: Path) -> argparse.ArgumentParser:
@@ -73,8 +43,8 @@ def parse_comparison(parser: argparse.ArgumentParser) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_comparison(comparison_parser(__doc__, Path("benchmarks/paired_models.jsonl")))
-    inputs = ComparisonInputs.from_args(args)
-    evaluations = {model_path: evaluate(inputs.encoder(model_path), inputs.splits, inputs.external)
+    inputs = ScoringInputs.of(get_profile("default"), args.external, args.external_per_subject)
+    evaluations = {model_path: evaluate(inputs.encoder(inputs.load(model_path)), inputs.splits, inputs.external)
                    for model_path in args.models}
     header = {"machine": machine_line(), "cpu_flags": flags_of_note(), "eval_precision": inputs.precision}
     print(header["machine"])

@@ -23,9 +23,10 @@ import pandas as pd
 
 from arxiv_assets.ml.evaluation import ModelEvaluation
 from arxiv_assets.ml.metrics import PROBE_CS, Vectors
+from arxiv_assets.profiles import get_profile
 from benchmarks.common import flags_of_note, machine_line
-from benchmarks.paired_models import ComparisonInputs, comparison_parser, parse_comparison
-from benchmarks.recipe_comparison import evaluate, figures_of, paired_table
+from benchmarks.paired_models import comparison_parser, parse_comparison
+from benchmarks.recipe_comparison import ScoringInputs, evaluate, figures_of, paired_table
 
 CHOSEN = "chosen"  # the pipeline's probe: C by cross-validated macro-F1 from PROBE_CS
 
@@ -58,11 +59,11 @@ def main() -> None:
     parser = comparison_parser(__doc__, Path("benchmarks/probe_strength.jsonl"))
     parser.add_argument("--cs", type=float, nargs="+", default=list(PROBE_CS), help="fixed C values to score at")
     args = parse_comparison(parser)
-    inputs = ComparisonInputs.from_args(args)
+    inputs = ScoringInputs.of(get_profile("default"), args.external, args.external_per_subject)
     settings: dict[str, tuple[float, ...]] = {CHOSEN: PROBE_CS} | {f"{c:g}": (c,) for c in args.cs}
     evaluations: dict[str, dict[str, dict[str, ModelEvaluation]]] = {}
     for model_path in args.models:
-        encode_texts = encoded_once(inputs.encoder(model_path))
+        encode_texts = encoded_once(inputs.encoder(inputs.load(model_path)))
         evaluations[model_path] = {c: evaluate(encode_texts, inputs.splits, inputs.external, probe_cs=cs)
                                    for c, cs in settings.items()}
 

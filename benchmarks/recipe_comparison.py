@@ -42,23 +42,23 @@ import argparse
 import json
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from arxiv_assets.ml.embedding import default_precision, encode, load_model
+from arxiv_assets.ml.embedding import Precision, default_precision, encode, load_model
 from arxiv_assets.ml.evaluation import ModelEvaluation, evaluate_encoder, paired_differences
 from arxiv_assets.ml.hardware import ONEDNN_ISA_LEVELS, best_device
-from arxiv_assets.ml.metrics import PROBE_CS
+from arxiv_assets.ml.metrics import PROBE_CS, Vectors
 from arxiv_assets.ml.pairs import PairSettings, make_pair_sets
 from arxiv_assets.ml.splits import papers_in
 from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.ml.tfidf import TFIDF_PROBE_C, fit_tfidf
 from arxiv_assets.ml.training import train
-from arxiv_assets.profiles import get_profile
+from arxiv_assets.profiles import Profile, get_profile
 from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
 from benchmarks.common import flags_of_note, hold_to_isa, machine_line, profile_splits
 
@@ -142,6 +142,30 @@ def external_papers(path: Path, per_subject: int) -> pd.DataFrame:
     return papers.assign(split="unseen", probe=False).reset_index(drop=True)
 
 
+@dataclass(frozen=True)
+class ScoringInputs:
+    """The papers every model of a comparison is scored on, and how a model encodes on this machine."""
+
+    splits: pd.DataFrame  # the profile's, as the pipeline splits the bundled sample
+    external: pd.DataFrame | None  # --external's papers outside the bundled sample, scored as an unseen slice
+    device: str
+    precision: Precision
+    max_seq_length: int  # the profile's cap, which an untrained model is loaded with
+
+    @classmethod
+    def of(cls, profile: Profile, external: Path | None, external_per_subject: int) -> ScoringInputs:
+        device = best_device()
+        return cls(profile_splits(profile), external_papers(external, external_per_subject) if external else None,
+                   device, default_precision(device), profile.train.max_seq_length_cap)
+
+    def load(self, name_or_path: str | Path):
+        """A model as it is (a Hugging Face id or a directory), encoding the profile's length."""
+        return load_model(name_or_path, device=self.device, max_seq_length=self.max_seq_length)
+
+    def encoder(self, model) -> Callable[[list[str]], Vectors]:
+        return lambda texts: encode(model, texts, precision=self.precision)
+
+
 def evaluate(encode_texts, splits: pd.DataFrame, external: pd.DataFrame | None,
              probe_cs: Sequence[float] = PROBE_CS) -> dict[str, ModelEvaluation]:
     """The pipeline's evaluation of the splits (key ``splits``) and, given, of the external papers (``external``)."""
@@ -196,13 +220,11 @@ def main() -> None:
     hold_to_isa(args.isa, "benchmarks.recipe_comparison")
 
     profile = get_profile(args.profile)
-    splits = profile_splits(profile)
-    external = external_papers(args.external, args.external_per_subject) if args.external else None
-    device = best_device()
-    precision = default_precision(device)
+    inputs = ScoringInputs.of(profile, args.external, args.external_per_subject)
+    splits, external = inputs.splits, inputs.external
     header = {"machine": machine_line(), "profile": profile.name,
-              "cpu_flags": flags_of_note(), "device": device,
-              "eval_precision": precision,
+              "cpu_flags": flags_of_note(), "device": inputs.device,
+              "eval_precision": inputs.precision,
               "papers": splits["split"].value_counts().to_dict(),
               "external_papers": 0 if external is None else len(external)}
     print(json.dumps(header), flush=True)
@@ -212,25 +234,19 @@ def main() -> None:
             out.write(json.dumps({**header, **row}) + "\n")
         print(json.dumps(row), flush=True)
 
-    max_seq_length = profile.train.max_seq_length_cap
-
-    def encoder_of(model):
-        return lambda texts: encode(model, texts, precision=precision)
-
     if not args.skip_references:
         vectorizer = fit_tfidf(papers_in(splits, "train"))
         record({"system": "tfidf", **score(vectorizer.transform, splits, external, probe_cs=(TFIDF_PROBE_C,))})
-        base = load_model(profile.train.base_model, device=device, max_seq_length=max_seq_length)
-        record({"system": "base", **score(encoder_of(base), splits, external)})
+        record({"system": "base", **score(inputs.encoder(inputs.load(profile.train.base_model)), splits, external)})
     for backbone in args.backbones:
-        encoder = load_model(backbone, device=device, max_seq_length=max_seq_length)
+        encode_texts = inputs.encoder(inputs.load(backbone))
         speed_texts = paper_texts(papers_in(splits, "test").head(256))
-        encode(encoder, speed_texts[:32], precision=precision)  # warm-up
+        encode_texts(speed_texts[:32])  # warm-up
         started = time.perf_counter()
-        encode(encoder, speed_texts, precision=precision)
+        encode_texts(speed_texts)
         texts_per_s = len(speed_texts) / (time.perf_counter() - started)
         record({"system": f"backbone {Path(backbone).name}", "encode_texts_per_s": round(texts_per_s, 1),
-                **score(encoder_of(encoder), splits, external)})
+                **score(encode_texts, splits, external)})
     for name in args.recipes:
         pair_changes, train_changes = RECIPES[name]
         pair_settings: PairSettings = replace(profile.pairs, **pair_changes)
@@ -253,7 +269,7 @@ def main() -> None:
         started = time.perf_counter()
         result = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"), settings, model_dir,
                        Path(tempfile.mkdtemp()), data_fingerprint=system, train_papers=papers_in(splits, "train"))
-        model = load_model(result.model_dir, device=device)
+        model = load_model(result.model_dir, device=inputs.device)  # at the length it was saved with
         interpolation = {} if result.interpolation is None else {
             "interpolation_weight": result.interpolation.weight,
             "interpolation_s": round(result.interpolation.seconds),
@@ -265,7 +281,7 @@ def main() -> None:
                 "wall_s": round(time.perf_counter() - started), "steps": result.steps,
                 "train_precision": result.precision, "attention_kernel": result.attention_kernel_choice.kernel,
                 **interpolation, **soup, **settings_row,
-                **score(encoder_of(model), splits, external)})
+                **score(inputs.encoder(model), splits, external)})
     print_table(args.out)
 
 
