@@ -16,32 +16,18 @@ appended to ``--out`` (JSON lines).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from arxiv_assets.ml.evaluation import ModelEvaluation
-from arxiv_assets.ml.metrics import PROBE_CS, Vectors
+from arxiv_assets.ml.metrics import PROBE_CS
 from arxiv_assets.profiles import get_profile
 from benchmarks.common import flags_of_note, machine_line
 from benchmarks.paired_models import comparison_parser, parse_comparison
-from benchmarks.recipe_comparison import ScoringInputs, evaluate, figures_of, paired_table
+from benchmarks.recipe_comparison import ScoringInputs, encoded_once, evaluate, figures_of, paired_table
 
 CHOSEN = "chosen"  # the pipeline's probe: C by cross-validated macro-F1 from PROBE_CS
-
-
-def encoded_once(encode_texts: Callable[[list[str]], Vectors]) -> Callable[[list[str]], Vectors]:
-    """``encode_texts`` remembering what it encoded: every repeat of the evaluation asks for the same lists."""
-    seen: dict[tuple[str, ...], Vectors] = {}
-
-    def cached(texts: list[str]) -> Vectors:
-        key = tuple(texts)
-        if key not in seen:
-            seen[key] = encode_texts(texts)
-        return seen[key]
-
-    return cached
 
 
 def probe_rows(table: pd.DataFrame, c: str) -> pd.DataFrame:

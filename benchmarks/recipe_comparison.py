@@ -49,7 +49,7 @@ from typing import Any
 
 import pandas as pd
 
-from arxiv_assets.ml.embedding import Precision, default_precision, encode, load_model
+from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, Precision, default_precision, encode, load_model
 from arxiv_assets.ml.evaluation import ModelEvaluation, evaluate_encoder, paired_differences
 from arxiv_assets.ml.hardware import ONEDNN_ISA_LEVELS, best_device
 from arxiv_assets.ml.metrics import PROBE_CS, Vectors
@@ -109,6 +109,10 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # The default plus the teacher's in-batch similarities among 3,000 random train papers (ml/distillation.py);
     # --teacher says where the teacher is.
     "distill-mpnet": ({}, {"teacher_model": TEACHER, **WISE_FT}),
+    # The default soup with the base itself as the teacher of its main run (learning without forgetting): the
+    # subject-distinct run held to the base's in-batch similarities among 3,000 train papers, which is what the
+    # subjects it never saw rely on.
+    "soup-distill-base": ({}, {"teacher_model": BUNDLED_BASE_MODEL}),
     # The default with the embeddings and the lowest layers kept at the base's: a shorter backward pass, and
     # the layers nearest the tokens (the most general) untouched by the training subjects.
     "freeze-2-layers": ({}, {"frozen_layers": 2, **WISE_FT}),
@@ -166,12 +170,27 @@ class ScoringInputs:
         return lambda texts: encode(model, texts, precision=self.precision)
 
 
+def encoded_once(encode_texts: Callable[[list[str]], Vectors]) -> Callable[[list[str]], Vectors]:
+    """``encode_texts`` remembering what it encoded: an evaluation repeated (another probe C, another paper
+    format) asks for the same lists again."""
+    seen: dict[tuple[str, ...], Vectors] = {}
+
+    def cached(texts: list[str]) -> Vectors:
+        key = tuple(texts)
+        if key not in seen:
+            seen[key] = encode_texts(texts)
+        return seen[key]
+
+    return cached
+
+
 def evaluate(encode_texts, splits: pd.DataFrame, external: pd.DataFrame | None,
-             probe_cs: Sequence[float] = PROBE_CS) -> dict[str, ModelEvaluation]:
+             probe_cs: Sequence[float] = PROBE_CS,
+             texts_of: Callable[[pd.DataFrame], list[str]] = paper_texts) -> dict[str, ModelEvaluation]:
     """The pipeline's evaluation of the splits (key ``splits``) and, given, of the external papers (``external``)."""
-    evaluations = {"splits": evaluate_encoder(encode_texts, splits, probe_cs=probe_cs)}
+    evaluations = {"splits": evaluate_encoder(encode_texts, splits, probe_cs=probe_cs, texts_of=texts_of)}
     if external is not None:
-        evaluations["external"] = evaluate_encoder(encode_texts, external, probe_cs=probe_cs)
+        evaluations["external"] = evaluate_encoder(encode_texts, external, probe_cs=probe_cs, texts_of=texts_of)
     return evaluations
 
 
@@ -207,7 +226,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/recipe_comparison.jsonl"))
     parser.add_argument("--models", type=Path,
                         help="keep each trained model in MODELS/<recipe>; a recipe already there is skipped")
-    parser.add_argument("--teacher", default=TEACHER, help="the distillation recipes' teacher (an id or a path)")
+    parser.add_argument("--teacher", default=TEACHER, help="distill-mpnet's teacher (an id or a path)")
     parser.add_argument("--skip-references", action="store_true", help="do not re-score base and TF-IDF")
     parser.add_argument("--profile", default="default", help="the splits, pairs and settings the recipes change "
                         "(smoke: a quick check that the script runs)")
@@ -252,7 +271,7 @@ def main() -> None:
         pair_settings: PairSettings = replace(profile.pairs, **pair_changes)
         # Every row trains its whole epoch: the time budget would cut a recipe short on a slower or busier
         # machine, and the rows compare recipes, not machines.
-        if "teacher_model" in train_changes:
+        if train_changes.get("teacher_model") == TEACHER:  # the bigger teacher, wherever --teacher found it
             train_changes = {**train_changes, "teacher_model": args.teacher}
         system = name
         if args.train_seed is not None:

@@ -78,7 +78,7 @@ class SliceEvaluation:
 
 @dataclass(frozen=True)
 class EncodedPapers:
-    """Papers an evaluation encoded as ``paper_texts``, in order, with their vectors (row i is ids[i]'s)."""
+    """Papers an evaluation encoded (as its ``texts_of`` made them), in order, with their vectors (row i: ids[i])."""
 
     ids: list[str]
     texts: list[str]
@@ -124,12 +124,17 @@ def _answerable(subjects: np.ndarray) -> bool:
 
 
 def evaluate_encoder(encode_texts: Callable[[list[str]], Vectors], splits: pd.DataFrame, seed: int = 0,
-                     probe_cs: Sequence[float] = PROBE_CS) -> ModelEvaluation:
-    """Every slice the splits hold, each paper, title and abstract encoded once."""
+                     probe_cs: Sequence[float] = PROBE_CS,
+                     texts_of: Callable[[pd.DataFrame], list[str]] = paper_texts) -> ModelEvaluation:
+    """Every slice the splits hold, each paper, title and abstract encoded once.
+
+    ``texts_of`` is what a paper is embedded as for subject retrieval and the probe ("title. abstract", as
+    training, the index and the service embed it); a benchmark may ask how the model fares on what another
+    user sends (``benchmarks/paper_formats.py``). Title search always asks with titles for abstracts."""
     judged = splits[splits["split"].isin(JUDGING_SPLITS)].reset_index(drop=True)
     if len(judged) < 2:
         raise ValueError(f"the splits have no papers to evaluate on (splits {JUDGING_SPLITS})")
-    texts = paper_texts(judged)
+    texts = texts_of(judged)
     vectors = encode_texts(texts)
     encoded = [EncodedPapers(judged["id"].tolist(), texts, vectors)]
     titles, abstracts = encode_texts(judged["title"].tolist()), encode_texts(judged["abstract"].tolist())
@@ -137,7 +142,7 @@ def evaluate_encoder(encode_texts: Callable[[list[str]], Vectors], splits: pd.Da
     probe_classifier = None
     if np.isin(split, PROBED_SPLITS).any():
         probe = splits[splits["probe"]]
-        probe_texts = paper_texts(probe)
+        probe_texts = texts_of(probe)
         probe_vectors = encode_texts(probe_texts)
         encoded.append(EncodedPapers(probe["id"].tolist(), probe_texts, probe_vectors))
         probe_classifier = fit_probe(probe_vectors, probe["primary_subject"], seed, probe_cs)

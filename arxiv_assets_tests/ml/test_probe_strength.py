@@ -4,7 +4,8 @@ probes' rows of a paired comparison reported, each under the C it was scored at.
 import numpy as np
 import pandas as pd
 
-from benchmarks.probe_strength import encoded_once, probe_rows
+from benchmarks.probe_strength import probe_rows
+from benchmarks.recipe_comparison import encoded_once
 
 
 def test_each_list_of_texts_is_encoded_once() -> None:
