@@ -7,20 +7,14 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from arxiv_assets.ml.evaluation import evaluate_encoder
-from arxiv_assets.ml.splits import JUDGING_SPLITS, SplitSettings, make_splits
+from arxiv_assets.ml.splits import JUDGING_SPLITS
 from arxiv_assets.ml.text import paper_texts
 from benchmarks.paper_formats import PAPER_FORMATS, format_rows
 
-SUBJECTS = ["cs.CV", "cs.CL", "astro-ph.GA", "astro-ph.CO", "gr-qc", "cs.RO", "astro-ph.HE"]
-
 
 @pytest.fixture(scope="module")
-def splits(sample_papers: pd.DataFrame) -> pd.DataFrame:
-    papers = sample_papers[sample_papers["primary_subject"].isin(SUBJECTS)]
-    settings = SplitSettings(min_papers_per_subject=50, max_papers_per_subject=60, eval_fraction=0.1,
-                             test_fraction=0.3, probe_papers_per_subject=15, unseen_subject_fraction=1 / 3,
-                             unseen_papers_per_subject=None, new_months=2)
-    return make_splits(papers, settings).papers
+def splits(every_slice_splits: pd.DataFrame) -> pd.DataFrame:
+    return every_slice_splits
 
 
 @pytest.fixture(scope="module")

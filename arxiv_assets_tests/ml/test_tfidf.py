@@ -4,23 +4,15 @@ import pandas as pd
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from arxiv_assets.ml.splits import SplitSettings, make_splits, papers_in
+from arxiv_assets.ml.splits import papers_in
 from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.ml.tfidf import evaluate_tfidf
-
-# Three of them (cs.CL, astro-ph.HE, hep-ph) are unseen subjects by the hash of their names; the last four
-# have 18-24 papers in the sample, too few to split: the rare slice.
-SUBJECTS = ["cs.CV", "cs.CL", "astro-ph.GA", "astro-ph.CO", "gr-qc", "cs.RO", "cs.AI", "astro-ph.HE", "hep-ph",
-            "physics.plasm-ph", "q-bio.NC", "cs.SI", "physics.space-ph"]
+from arxiv_assets_tests.ml.conftest import EVERY_SLICE_SUBJECTS
 
 
 @pytest.fixture(scope="module")
-def splits(sample_papers: pd.DataFrame) -> pd.DataFrame:
-    papers = sample_papers[sample_papers["primary_subject"].isin(SUBJECTS)]
-    settings = SplitSettings(min_papers_per_subject=50, max_papers_per_subject=120, eval_fraction=0.1,
-                             test_fraction=0.3, probe_papers_per_subject=20, unseen_subject_fraction=1 / 3,
-                             unseen_papers_per_subject=None, new_months=2)
-    return make_splits(papers, settings).papers
+def splits(every_slice_splits: pd.DataFrame) -> pd.DataFrame:
+    return every_slice_splits
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +23,7 @@ def evaluation(splits):
 def test_every_slice_is_scored_with_figures_in_range(splits, evaluation):
     slices = evaluation.evaluation.slices
     assert set(slices) == {"test", "unseen", "mixed", "new", "rare"}
-    assert set(papers_in(splits, "rare")["primary_subject"]) == set(SUBJECTS[-4:])
+    assert set(papers_in(splits, "rare")["primary_subject"]) == set(EVERY_SLICE_SUBJECTS[-4:])
     for name, scored in slices.items():
         assert scored.papers == splits["split"].isin(["test", "unseen"] if name == "mixed" else [name]).sum()
         for summary in scored.subject_retrieval.summary().values():
