@@ -25,7 +25,7 @@ from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.profiles import get_profile
 from benchmarks.common import flags_of_note, machine_line
 from benchmarks.paired_models import comparison_parser, parse_comparison
-from benchmarks.recipe_comparison import ScoringInputs, encoded_once, evaluate, figures_of, paired_table
+from benchmarks.recipe_comparison import ScoringInputs, encoded_once, evaluate, figures_of, interval_cells, paired_table
 
 PAPER_FORMATS: dict[str, Callable[[pd.DataFrame], list[str]]] = {
     "title. abstract": paper_texts,  # what the pipeline embeds
@@ -65,9 +65,7 @@ def main() -> None:
             out.write(json.dumps({**header, "candidate": candidate, "reference": reference, "figures": figures,
                                   "paired": table.to_dict("records")}) + "\n")
         print(f"\n{candidate} minus {reference}: points per paper format, 95 % paired bootstrap\n")
-        wide = table.assign(column=table["slice"] + " " + table["figure"],
-                            cell=[f"{p:+.2f} [{lo:+.2f}, {hi:+.2f}]" for p, lo, hi
-                                  in zip(table["points"], table["low"], table["high"], strict=True)])
+        wide = table.assign(column=table["slice"] + " " + table["figure"], cell=interval_cells(table))
         print(wide.pivot(index="column", columns="format", values="cell")
               .reindex(index=wide["column"].unique(), columns=args.formats).fillna("").to_markdown())
 

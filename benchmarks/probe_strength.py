@@ -25,7 +25,7 @@ from arxiv_assets.ml.metrics import PROBE_CS
 from arxiv_assets.profiles import get_profile
 from benchmarks.common import flags_of_note, machine_line
 from benchmarks.paired_models import comparison_parser, parse_comparison
-from benchmarks.recipe_comparison import ScoringInputs, encoded_once, evaluate, figures_of, paired_table
+from benchmarks.recipe_comparison import ScoringInputs, encoded_once, evaluate, figures_of, interval_cells, paired_table
 
 CHOSEN = "chosen"  # the pipeline's probe: C by cross-validated macro-F1 from PROBE_CS
 
@@ -65,8 +65,7 @@ def main() -> None:
             out.write(json.dumps({**header, "candidate": candidate, "reference": reference,
                                   "accuracy": accuracy, "paired": table.to_dict("records")}) + "\n")
         print(f"\n{candidate} minus {reference}: probe accuracy in points at each C, 95 % paired bootstrap\n")
-        wide = table.assign(cell=[f"{p:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-                                  for p, lo, hi in zip(table["points"], table["low"], table["high"], strict=True)])
+        wide = table.assign(cell=interval_cells(table))
         print(wide.pivot(index="C", columns="slice", values="cell").loc[list(settings)].to_markdown())
 
 

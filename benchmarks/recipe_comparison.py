@@ -212,6 +212,12 @@ def paired_table(candidate: dict[str, ModelEvaluation], reference: dict[str, Mod
     return pd.concat(frames, ignore_index=True)
 
 
+def interval_cells(table: pd.DataFrame) -> list[str]:
+    """A paired table's rows as "+1.23 [+0.45, +2.01]": the difference and its 95 % interval, in points."""
+    return [f"{p:+.2f} [{lo:+.2f}, {hi:+.2f}]" for p, lo, hi in zip(table["points"], table["low"], table["high"],
+                                                                     strict=True)]
+
+
 def score(encode_texts, splits: pd.DataFrame, external: pd.DataFrame | None,
           probe_cs: Sequence[float] = PROBE_CS) -> dict[str, float]:
     return figures_of(evaluate(encode_texts, splits, external, probe_cs))
