@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 
 from arxiv_assets.profiles import get_profile
-from benchmarks.common import flags_of_note, machine_line
 from benchmarks.recipe_comparison import ScoringInputs, evaluate, paired_table
 
 
@@ -46,7 +45,7 @@ def main() -> None:
     inputs = ScoringInputs.of(get_profile("default"), args.external, args.external_per_subject)
     evaluations = {model_path: evaluate(inputs.encoder(inputs.load(model_path)), inputs.splits, inputs.external)
                    for model_path in args.models}
-    header = {"machine": machine_line(), "cpu_flags": flags_of_note(), "eval_precision": inputs.precision}
+    header = inputs.header()
     print(header["machine"])
     for later, candidate in enumerate(args.models):
         for reference in args.models[:later]:

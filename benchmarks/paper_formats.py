@@ -20,12 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from arxiv_assets.ml.evaluation import ModelEvaluation
 from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.profiles import get_profile
-from benchmarks.common import flags_of_note, machine_line
 from benchmarks.paired_models import comparison_parser, parse_comparison
-from benchmarks.recipe_comparison import ScoringInputs, encoded_once, evaluate, figures_of, interval_cells, paired_table
+from benchmarks.recipe_comparison import ScoringInputs, figures_of, interval_cells, paired_table
 
 PAPER_FORMATS: dict[str, Callable[[pd.DataFrame], list[str]]] = {
     "title. abstract": paper_texts,  # what the pipeline embeds
@@ -47,13 +45,11 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", choices=list(PAPER_FORMATS), default=list(PAPER_FORMATS))
     args = parse_comparison(parser)
     inputs = ScoringInputs.of(get_profile("default"), args.external, args.external_per_subject)
-    evaluations: dict[str, dict[str, dict[str, ModelEvaluation]]] = {}
-    for model_path in args.models:
-        encode_texts = encoded_once(inputs.encoder(inputs.load(model_path)))
-        evaluations[model_path] = {fmt: evaluate(encode_texts, inputs.splits, inputs.external,
-                                                 texts_of=PAPER_FORMATS[fmt]) for fmt in args.formats}
+    evaluations = {model_path: inputs.evaluate_variants(model_path,
+                                                        {fmt: {"texts_of": PAPER_FORMATS[fmt]} for fmt in args.formats})
+                   for model_path in args.models}
 
-    header = {"machine": machine_line(), "cpu_flags": flags_of_note(), "eval_precision": inputs.precision}
+    header = inputs.header()
     print(header["machine"])
     reference = args.models[0]
     for candidate in args.models[1:]:

@@ -23,9 +23,8 @@ import pandas as pd
 from arxiv_assets.ml.evaluation import ModelEvaluation
 from arxiv_assets.ml.metrics import PROBE_CS
 from arxiv_assets.profiles import get_profile
-from benchmarks.common import flags_of_note, machine_line
 from benchmarks.paired_models import comparison_parser, parse_comparison
-from benchmarks.recipe_comparison import ScoringInputs, encoded_once, evaluate, figures_of, interval_cells, paired_table
+from benchmarks.recipe_comparison import ScoringInputs, figures_of, interval_cells, paired_table
 
 CHOSEN = "chosen"  # the pipeline's probe: C by cross-validated macro-F1 from PROBE_CS
 
@@ -47,13 +46,10 @@ def main() -> None:
     args = parse_comparison(parser)
     inputs = ScoringInputs.of(get_profile("default"), args.external, args.external_per_subject)
     settings: dict[str, tuple[float, ...]] = {CHOSEN: PROBE_CS} | {f"{c:g}": (c,) for c in args.cs}
-    evaluations: dict[str, dict[str, dict[str, ModelEvaluation]]] = {}
-    for model_path in args.models:
-        encode_texts = encoded_once(inputs.encoder(inputs.load(model_path)))
-        evaluations[model_path] = {c: evaluate(encode_texts, inputs.splits, inputs.external, probe_cs=cs)
-                                   for c, cs in settings.items()}
+    evaluations = {model_path: inputs.evaluate_variants(model_path, {c: {"probe_cs": cs} for c, cs in settings.items()})
+                   for model_path in args.models}
 
-    header = {"machine": machine_line(), "cpu_flags": flags_of_note(), "eval_precision": inputs.precision}
+    header = inputs.header()
     print(header["machine"])
     reference = args.models[0]
     for candidate in args.models[1:]:

@@ -169,6 +169,18 @@ class ScoringInputs:
     def encoder(self, model) -> Callable[[list[str]], Vectors]:
         return lambda texts: encode(model, texts, precision=self.precision)
 
+    def evaluate_variants(self, name_or_path: str | Path,
+                          variants: dict[str, dict[str, Any]]) -> dict[str, dict[str, ModelEvaluation]]:
+        """One model's evaluation repeated per variant (``evaluate``'s keyword arguments: a probe C, a paper
+        format), each distinct list of texts encoded once."""
+        encode_texts = encoded_once(self.encoder(self.load(name_or_path)))
+        return {name: evaluate(encode_texts, self.splits, self.external, **changes)
+                for name, changes in variants.items()}
+
+    def header(self) -> dict[str, Any]:
+        """What a comparison's JSON lines record of the machine it scored on."""
+        return {"machine": machine_line(), "cpu_flags": flags_of_note(), "eval_precision": self.precision}
+
 
 def encoded_once(encode_texts: Callable[[list[str]], Vectors]) -> Callable[[list[str]], Vectors]:
     """``encode_texts`` remembering what it encoded: an evaluation repeated (another probe C, another paper

@@ -28,7 +28,15 @@ from arxiv_assets.ml.embedding import encode, load_model
 from arxiv_assets.ml.variants import VARIANTS, ModelExport, encode_variant, load_variant
 from arxiv_assets.profiles import get_profile
 from benchmarks.common import flags_of_note, machine_line, profile_splits
-from benchmarks.recipe_comparison import EXTERNAL_FIGURES, FIGURES, evaluate, external_papers, figures_of, paired_table
+from benchmarks.recipe_comparison import (
+    EXTERNAL_FIGURES,
+    FIGURES,
+    evaluate,
+    external_papers,
+    figures_of,
+    interval_cells,
+    paired_table,
+)
 
 # ONNX fp32 is left out by default: its vectors match PyTorch fp32's to a cosine of 0.99999+ (onnx_model's check).
 BASE = "base torch-fp32"
@@ -94,8 +102,9 @@ def print_table(path: Path, model_fingerprint: str) -> None:
         column = f"paired vs {reference}"
         if column not in latest:
             continue
-        intervals = {system: {f"{r['slice']}/{r['figure']}": f"{r['points']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]"
-                              for r in records} for system, records in latest[column].dropna().items()}
+        intervals = {system: dict(zip([f"{r['slice']}/{r['figure']}" for r in records],
+                                      interval_cells(pd.DataFrame(records)), strict=True))
+                     for system, records in latest[column].dropna().items()}
         if intervals:
             print(f"\nPoints above {reference}, paper by paper, with 95 % paired bootstrap intervals:")
             frame = pd.DataFrame(intervals).T
