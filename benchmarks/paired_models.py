@@ -11,6 +11,11 @@ paired bootstrap intervals over the papers (``paired_differences``, what ``fine_
 An interval holds the papers' sampling noise, not the training's: two runs of one recipe differing only in their
 seed (``recipe_comparison --train-seed``) differ by the training's run-to-run spread, which a recipe's difference
 must exceed before it is the recipe's. Each comparison is appended to ``--out`` (JSON lines) with the machine.
+
+``--by-archive`` compares the papers of the slices off the training subjects (unseen, rare, external) arXiv archive
+by archive as well (``cs``, ``astro-ph``, ``hep-th``, ...), and pooled into the archives some training subject
+belongs to and those none does: papers of archives the training never read are the nearest the bundled data comes
+to the subjects outside it that the hidden set scores.
 """
 
 from __future__ import annotations
@@ -19,8 +24,15 @@ import argparse
 import json
 from pathlib import Path
 
+import pandas as pd
+
+from arxiv_assets.ml.splits import papers_in
+from arxiv_assets.ml.taxonomy import archive_of
 from arxiv_assets.profiles import get_profile
-from benchmarks.recipe_comparison import ScoringInputs, evaluate, paired_table
+from benchmarks.recipe_comparison import ScoringInputs, evaluate, interval_cells, paired_table
+
+OFF_TRAINING_SLICES = ("unseen", "rare", "external")
+TRAINED_ARCHIVES, UNTRAINED_ARCHIVES = "archives trained on", "archives never trained on"
 
 
 def comparison_parser(description: str, out: Path) -> argparse.ArgumentParser:
@@ -33,6 +45,22 @@ def comparison_parser(description: str, out: Path) -> argparse.ArgumentParser:
     return parser
 
 
+def archive_tables(candidate, reference, trained_archives: set[str]) -> pd.DataFrame:
+    """``paired_table`` of the slices off the training subjects, per arXiv archive and pooled by whether any
+    training subject is of the archive: one row per slice and group, one interval cell per figure."""
+    def trained_or_not(subject: str) -> str:
+        return TRAINED_ARCHIVES if archive_of(subject) in trained_archives else UNTRAINED_ARCHIVES
+
+    pooled = paired_table(candidate, reference, trained_or_not)
+    by_archive = paired_table(candidate, reference, archive_of)
+    table = pd.concat([pooled, by_archive[by_archive["group"] != "all"]], ignore_index=True)
+    table = table[table["slice"].isin(OFF_TRAINING_SLICES)]
+    table = table.assign(cell=interval_cells(table))
+    wide = table.pivot_table(index=["slice", "group", "papers"], columns="figure", values="cell", aggfunc="first",
+                             sort=False)
+    return wide.reset_index()
+
+
 def parse_comparison(parser: argparse.ArgumentParser) -> argparse.Namespace:
     args = parser.parse_args()
     if len(args.models) < 2:
@@ -41,11 +69,15 @@ def parse_comparison(parser: argparse.ArgumentParser) -> argparse.Namespace:
 
 
 def main() -> None:
-    args = parse_comparison(comparison_parser(__doc__, Path("benchmarks/paired_models.jsonl")))
+    parser = comparison_parser(__doc__, Path("benchmarks/paired_models.jsonl"))
+    parser.add_argument("--by-archive", action="store_true",
+                        help="also compare the unseen, rare and external papers arXiv archive by archive")
+    args = parse_comparison(parser)
     inputs = ScoringInputs.of(get_profile("default"), args.external, args.external_per_subject)
     evaluations = {model_path: evaluate(inputs.encoder(inputs.load(model_path)), inputs.splits, inputs.external)
                    for model_path in args.models}
     header = inputs.header()
+    trained_archives = {archive_of(subject) for subject in papers_in(inputs.splits, "train")["primary_subject"]}
     print(header["machine"])
     for later, candidate in enumerate(args.models):
         for reference in args.models[:later]:
@@ -55,6 +87,14 @@ def main() -> None:
                                       "paired": table.to_dict("records")}) + "\n")
             print(f"\n{candidate} minus {reference}: points, 95 % paired bootstrap interval\n")
             print(table.round(2).to_markdown(index=False))
+            if args.by_archive:
+                archives = archive_tables(evaluations[candidate], evaluations[reference], trained_archives)
+                with args.out.open("a") as out:
+                    out.write(json.dumps({**header, "candidate": candidate, "reference": reference,
+                                          "by_archive": archives.to_dict("records")}) + "\n")
+                print(f"\nthe same off the training subjects, by arXiv archive ({TRAINED_ARCHIVES}: "
+                      f"{', '.join(sorted(trained_archives))})\n")
+                print(archives.to_markdown(index=False))
 
 
 if __name__ == "__main__":

@@ -128,6 +128,9 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # Sizes for a GPU: the default soup on four times the pairs, and on the gpu profile's pairs and batch
     # (100,000 pairs with a hard negative each, batch 128), drawn from the default splits' train papers.
     "soup-24000-pairs": ({"train_pairs": 24_000}, {}),
+    # ... with three fifths of them a title and its own abstract (no subject to specialise on) and a fifth paper ->
+    # paper (the default: two fifths each): as many subject-labelled pairs as 9,600 of the default's kinds.
+    "soup-24000-pairs-title-heavy": ({"train_pairs": 24_000, "title_abstract_fraction": 0.6}, {}),
     "soup-gpu-pairs": ({"train_pairs": 100_000, "hard_negatives": True}, {"batch_size": 128}),
 }
 FIGURES = ("test/P@10", "test/P@10 macro", "test/LR accuracy", "test/LR macro-F1", "test/known-item MRR@10",
@@ -215,11 +218,13 @@ def figures_of(evaluations: dict[str, ModelEvaluation]) -> dict[str, float]:
     return figures
 
 
-def paired_table(candidate: dict[str, ModelEvaluation], reference: dict[str, ModelEvaluation]) -> pd.DataFrame:
-    """``candidate`` minus ``reference`` per slice and per-paper figure, with 95 % paired bootstrap intervals."""
-    frames = [paired_differences(candidate["splits"], reference["splits"])]
+def paired_table(candidate: dict[str, ModelEvaluation], reference: dict[str, ModelEvaluation],
+                 group_of: Callable[[str], str] | None = None) -> pd.DataFrame:
+    """``candidate`` minus ``reference`` per slice and per-paper figure, with 95 % paired bootstrap intervals (and
+    per group of papers, given ``group_of``: ``paired_differences``)."""
+    frames = [paired_differences(candidate["splits"], reference["splits"], group_of=group_of)]
     if "external" in candidate and "external" in reference:
-        outside = paired_differences(candidate["external"], reference["external"])
+        outside = paired_differences(candidate["external"], reference["external"], group_of=group_of)
         frames.append(outside[outside["slice"] == "unseen"].assign(slice="external"))
     return pd.concat(frames, ignore_index=True)
 

@@ -75,6 +75,17 @@ class SliceEvaluation:
             scores["LR accuracy"] = self.classification.correct.astype(np.float64)
         return scores
 
+    def per_query_subjects(self) -> dict[str, np.ndarray]:
+        """The primary subject of each paper behind ``per_query``'s scores, figure by figure. The probe scores the
+        slice's papers in the order title search asks them (``evaluate_encoder``)."""
+        subjects = {"P@10": self.subject_retrieval.per_query["group"].to_numpy()}
+        if self.known_item is not None:
+            asked = self.known_item.per_query["group"].to_numpy()
+            subjects |= {f"known-item {m}": asked for m in ("R@1", "MRR@10")}
+            if self.classification is not None:
+                subjects["LR accuracy"] = asked
+        return subjects
+
 
 @dataclass(frozen=True)
 class EncodedPapers:
@@ -97,21 +108,36 @@ class ModelEvaluation:
         return {f"{name}/{figure}": value for name, s in self.slices.items() for figure, value in s.headline().items()}
 
 
-def paired_differences(candidate: ModelEvaluation, reference: ModelEvaluation, seed: int = 0) -> pd.DataFrame:
+def paired_differences(candidate: ModelEvaluation, reference: ModelEvaluation, seed: int = 0,
+                       group_of: Callable[[str], str] | None = None) -> pd.DataFrame:
     """``candidate`` minus ``reference`` on every per-paper figure of every slice both were scored on, in points,
     with a 95 % paired bootstrap interval and its verdict (above / below / within noise): whether a
-    difference in the tables is the model's or the sample's."""
+    difference in the tables is the model's or the sample's.
+
+    With ``group_of`` (a primary subject -> its group, e.g. its arXiv archive), each figure is compared within
+    each group of a slice's papers as well (columns ``group`` and ``papers``; the whole slice is group ``all``):
+    the slice's scores as they are (a paper's neighbours come from the whole slice), resampled group by group."""
     rows = []
     for name in SLICES:
         if name not in candidate.slices or name not in reference.slices:
             continue
         theirs = reference.slices[name].per_query()
+        subjects = candidate.slices[name].per_query_subjects()
         for figure, scores in candidate.slices[name].per_query().items():
-            if figure in theirs:
-                paired = paired_bootstrap(scores, theirs[figure], seed=seed)
-                rows.append({"slice": name, "figure": figure, "points": 100 * paired.difference,
-                             "low": 100 * paired.low, "high": 100 * paired.high, "verdict": paired.verdict})
-    return pd.DataFrame(rows, columns=["slice", "figure", "points", "low", "high", "verdict"])
+            if figure not in theirs:
+                continue
+            groups = {"all": np.ones(len(scores), dtype=bool)}
+            if group_of is not None:
+                of_paper = np.array([group_of(subject) for subject in subjects[figure]], dtype=object)
+                groups |= {group: of_paper == group for group in sorted(set(of_paper))}
+            for group, in_group in groups.items():
+                paired = paired_bootstrap(scores[in_group], theirs[figure][in_group], seed=seed)
+                rows.append({"slice": name, "group": group, "papers": int(in_group.sum()), "figure": figure,
+                             "points": 100 * paired.difference, "low": 100 * paired.low, "high": 100 * paired.high,
+                             "verdict": paired.verdict})
+    columns = ["slice", "group", "papers", "figure", "points", "low", "high", "verdict"]
+    table = pd.DataFrame(rows, columns=columns)
+    return table if group_of is not None else table.drop(columns=["group", "papers"])
 
 
 def _rows(vectors: Vectors, mask: np.ndarray) -> Vectors:

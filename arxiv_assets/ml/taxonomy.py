@@ -92,3 +92,8 @@ def subject_description(code: str) -> str:
     """``cs.CV`` -> ``Computer Vision and Pattern Recognition (cs.CV)``; a code arXiv does not list stays as is."""
     name = SUBJECT_NAMES.get(code)
     return f"{name} ({code})" if name else code
+
+
+def archive_of(code: str) -> str:
+    """``astro-ph.GA`` -> ``astro-ph``, ``hep-th`` -> ``hep-th``: the arXiv archive a subject belongs to."""
+    return code.split(".", 1)[0]
