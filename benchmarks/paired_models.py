@@ -26,13 +26,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from arxiv_assets.ml.splits import papers_in
+from arxiv_assets.ml.evaluation import TRAINED_ARCHIVES, archive_trained_on
 from arxiv_assets.ml.taxonomy import archive_of
 from arxiv_assets.profiles import get_profile
 from benchmarks.recipe_comparison import ScoringInputs, evaluate, interval_cells, paired_table
 
 OFF_TRAINING_SLICES = ("unseen", "rare", "external")
-TRAINED_ARCHIVES, UNTRAINED_ARCHIVES = "archives trained on", "archives never trained on"
 
 
 def comparison_parser(description: str, out: Path) -> argparse.ArgumentParser:
@@ -45,13 +44,11 @@ def comparison_parser(description: str, out: Path) -> argparse.ArgumentParser:
     return parser
 
 
-def archive_tables(candidate, reference, trained_archives: set[str]) -> pd.DataFrame:
+def archive_tables(candidate, reference, splits: pd.DataFrame) -> pd.DataFrame:
     """``paired_table`` of the slices off the training subjects, per arXiv archive and pooled by whether any
-    training subject is of the archive: one row per slice and group, one interval cell per figure."""
-    def trained_or_not(subject: str) -> str:
-        return TRAINED_ARCHIVES if archive_of(subject) in trained_archives else UNTRAINED_ARCHIVES
-
-    pooled = paired_table(candidate, reference, trained_or_not)
+    training subject is of the archive (``archive_trained_on``): one row per slice and group, one interval cell
+    per figure."""
+    pooled = paired_table(candidate, reference, archive_trained_on(splits))
     by_archive = paired_table(candidate, reference, archive_of)
     table = pd.concat([pooled, by_archive[by_archive["group"] != "all"]], ignore_index=True)
     table = table[table["slice"].isin(OFF_TRAINING_SLICES)]
@@ -77,7 +74,8 @@ def main() -> None:
     evaluations = {model_path: evaluate(inputs.encoder(inputs.load(model_path)), inputs.splits, inputs.external)
                    for model_path in args.models}
     header = inputs.header()
-    trained_archives = {archive_of(subject) for subject in papers_in(inputs.splits, "train")["primary_subject"]}
+    trained_archives = sorted({archive_of(subject) for subject in inputs.splits.loc[
+        inputs.splits["split"] == "train", "primary_subject"]})
     print(header["machine"])
     for later, candidate in enumerate(args.models):
         for reference in args.models[:later]:
@@ -88,12 +86,12 @@ def main() -> None:
             print(f"\n{candidate} minus {reference}: points, 95 % paired bootstrap interval\n")
             print(table.round(2).to_markdown(index=False))
             if args.by_archive:
-                archives = archive_tables(evaluations[candidate], evaluations[reference], trained_archives)
+                archives = archive_tables(evaluations[candidate], evaluations[reference], inputs.splits)
                 with args.out.open("a") as out:
                     out.write(json.dumps({**header, "candidate": candidate, "reference": reference,
                                           "by_archive": archives.to_dict("records")}) + "\n")
                 print(f"\nthe same off the training subjects, by arXiv archive ({TRAINED_ARCHIVES}: "
-                      f"{', '.join(sorted(trained_archives))})\n")
+                      f"{', '.join(trained_archives)})\n")
                 print(archives.to_markdown(index=False))
 
 

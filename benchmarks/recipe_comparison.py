@@ -131,6 +131,8 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # ... with three fifths of them a title and its own abstract (no subject to specialise on) and a fifth paper ->
     # paper (the default: two fifths each): as many subject-labelled pairs as 9,600 of the default's kinds.
     "soup-24000-pairs-title-heavy": ({"train_pairs": 24_000, "title_abstract_fraction": 0.6}, {}),
+    # those shares at the default's size: 3,600 title -> abstract, 1,200 paper -> paper, 1,200 paper -> name
+    "soup-title-heavy": ({"title_abstract_fraction": 0.6}, {}),
     "soup-gpu-pairs": ({"train_pairs": 100_000, "hard_negatives": True}, {"batch_size": 128}),
 }
 FIGURES = ("test/P@10", "test/P@10 macro", "test/LR accuracy", "test/LR macro-F1", "test/known-item MRR@10",

@@ -24,10 +24,12 @@ from pydantic import Field
 
 from arxiv_assets.ml.embedding import default_precision, embedding_rows, load_model
 from arxiv_assets.ml.evaluation import (
+    CROSS_VALIDATED_SPLITS,
     GATE_ASSETS,
     SLICES,
     Gate,
     ModelEvaluation,
+    archive_trained_on,
     evaluate_model,
     headline_table,
     paired_differences,
@@ -127,7 +129,10 @@ def score_models(context: dg.AssetExecutionContext, config: EvalConfig, releases
                "served_gates": [asdict(g) for g in served_gates],
                "served_passed": bool(served_gates) and all(g.passed for g in served_gates),
                # which of the fine-tuned model's differences from the base the sample can tell from noise
-               "fine_tuned_vs_base": paired_differences(results["fine-tuned"], results["base"]).to_dict("records")}
+               "fine_tuned_vs_base": paired_differences(results["fine-tuned"], results["base"]).to_dict("records"),
+               # the same off the training subjects, split by whether the training read any subject of the paper's
+               # arXiv archive: the papers furthest from the training the bundled data has
+               "fine_tuned_vs_base_by_archive": _by_archive(results, splits).to_dict("records")}
 
     test = papers_in(splits, "test")
     ir_dir, ir_metadata = _ir_report(results, headlines, tfidf_baseline, test, verdict)
@@ -171,10 +176,18 @@ def _gate_table(verdict: dict) -> dg.MetadataValue:
     return markdown_table(pd.DataFrame(verdict["gates"]).set_index("name"), floatfmt=".4f")
 
 
-def _versus_base_table(verdict: dict, figures: tuple[str, ...]) -> dg.MetadataValue:
-    """The fine-tuned model minus the base, in points, with the 95 % paired bootstrap interval, for ``figures``."""
-    table = pd.DataFrame(verdict["fine_tuned_vs_base"])
-    return markdown_table(table[table["figure"].isin(figures)].set_index(["slice", "figure"]), floatfmt=".2f")
+def _by_archive(results: dict[str, ModelEvaluation], splits: pd.DataFrame) -> pd.DataFrame:
+    """The fine-tuned model minus the base on the unseen and rare papers, per group of ``archive_trained_on``."""
+    table = paired_differences(results["fine-tuned"], results["base"], group_of=archive_trained_on(splits))
+    return table[table["slice"].isin(CROSS_VALIDATED_SPLITS) & (table["group"] != "all")]
+
+
+def _versus_base_table(verdict: dict, figures: tuple[str, ...], key: str = "fine_tuned_vs_base") -> dg.MetadataValue:
+    """The fine-tuned model minus the base, in points, with the 95 % paired bootstrap interval, for ``figures``
+    (per slice; per slice and group for ``fine_tuned_vs_base_by_archive``)."""
+    table = pd.DataFrame(verdict[key])
+    index = [c for c in ("slice", "group", "papers", "figure") if c in table]
+    return markdown_table(table[table["figure"].isin(figures)].set_index(index), floatfmt=".2f")
 
 
 RETRIEVAL_FIGURES = ("P@10", "P@10 macro", "NDCG@10", "MAP@100", "known-item R@1", "known-item R@10",
@@ -198,6 +211,8 @@ def _ir_report(results: dict[str, ModelEvaluation], headlines: dict[str, dict[st
            for key in ("test/P@10", "unseen/P@10", "test/known-item MRR@10") if key in figures},
         **_slice_tables(headlines, RETRIEVAL_FIGURES),
         "fine_tuned_vs_base": _versus_base_table(verdict, RETRIEVAL_FIGURES),
+        "fine_tuned_vs_base_by_archive": _versus_base_table(verdict, RETRIEVAL_FIGURES,
+                                                            "fine_tuned_vs_base_by_archive"),
         "gates": _gate_table(verdict),
         "model_fingerprint": verdict["model_fingerprint"],
         "per_subject_P@10": markdown_table(per_subject),
@@ -221,6 +236,8 @@ def _classifier_report(results: dict[str, ModelEvaluation], headlines: dict[str,
            for key in ("test/LR accuracy", "test/LR macro-F1", "unseen/LR accuracy") if key in figures},
         **_slice_tables(headlines, CLASSIFIER_FIGURES),
         "fine_tuned_vs_base": _versus_base_table(verdict, CLASSIFIER_FIGURES),
+        "fine_tuned_vs_base_by_archive": _versus_base_table(verdict, CLASSIFIER_FIGURES,
+                                                            "fine_tuned_vs_base_by_archive"),
         "tfidf_lr_on_all_train": markdown_table(pd.DataFrame({"tfidf (LR on all train)":
                                                               tfidf["classification_all_train"]}).T),
         "gates": _gate_table(verdict),

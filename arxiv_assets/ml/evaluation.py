@@ -36,7 +36,8 @@ from arxiv_assets.ml.metrics import (
     subject_retrieval,
 )
 from arxiv_assets.ml.settings import described
-from arxiv_assets.ml.splits import JUDGING_SPLITS
+from arxiv_assets.ml.splits import JUDGING_SPLITS, papers_in
+from arxiv_assets.ml.taxonomy import archive_of
 from arxiv_assets.ml.text import paper_texts
 
 SLICES: tuple[str, ...] = ("test", "unseen", "mixed", "new", "rare")
@@ -138,6 +139,18 @@ def paired_differences(candidate: ModelEvaluation, reference: ModelEvaluation, s
     columns = ["slice", "group", "papers", "figure", "points", "low", "high", "verdict"]
     table = pd.DataFrame(rows, columns=columns)
     return table if group_of is not None else table.drop(columns=["group", "papers"])
+
+
+TRAINED_ARCHIVES, UNTRAINED_ARCHIVES = "archives trained on", "archives never trained on"
+
+
+def archive_trained_on(splits: pd.DataFrame) -> Callable[[str], str]:
+    """A subject -> whether any training subject shares its arXiv archive (``TRAINED_ARCHIVES``) or none does
+    (``UNTRAINED_ARCHIVES``): a ``group_of`` for ``paired_differences``. Papers of archives the training never
+    read (hep-th, eess, q-bio, ... in the bundled sample) are the nearest the bundled data comes to subjects
+    outside it altogether."""
+    trained = {archive_of(subject) for subject in papers_in(splits, "train")["primary_subject"]}
+    return lambda subject: TRAINED_ARCHIVES if archive_of(subject) in trained else UNTRAINED_ARCHIVES
 
 
 def _rows(vectors: Vectors, mask: np.ndarray) -> Vectors:

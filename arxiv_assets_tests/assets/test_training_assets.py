@@ -16,7 +16,7 @@ from arxiv_assets.assets.promotion import promoted_model
 from arxiv_assets.assets.scoring import BEATS_SERVED, score_models
 from arxiv_assets.assets.training import model
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, ModelLoadError, encode, load_model
-from arxiv_assets.ml.evaluation import GATE_ASSETS, SLICES, GateSettings
+from arxiv_assets.ml.evaluation import GATE_ASSETS, SLICES, TRAINED_ARCHIVES, UNTRAINED_ARCHIVES, GateSettings
 from arxiv_assets.ml.train_precision import pick_training_precision
 from arxiv_assets.ml.variants import model_fingerprint
 from arxiv_assets.profiles import get_profile
@@ -86,6 +86,12 @@ def test_evaluation_reports_every_system_on_every_slice(smoke_model: SmokeModel)
         assert row.points == pytest.approx(100 * (headline["fine-tuned"][key] - headline["base"][key]), abs=1e-6)
         assert row.low <= row.points <= row.high
         assert row.verdict == ("above" if row.low > 0 else "below" if row.high < 0 else "within noise")
+    # and off the training subjects, the papers of archives the training read and of those it never read apart
+    by_archive = pd.DataFrame(ir["fine_tuned_vs_base_by_archive"])
+    assert set(by_archive["slice"]) <= {"unseen", "rare"} and "unseen" in set(by_archive["slice"])
+    assert set(by_archive["group"]) <= {TRAINED_ARCHIVES, UNTRAINED_ARCHIVES}
+    for name, rows in by_archive[by_archive["figure"] == "LR accuracy"].groupby("slice"):
+        assert rows["papers"].sum() == ir["headline"]["base"][f"{name}/papers"]  # the groups partition the slice
     assert (store.local_payload(store.latest_uri("ir_metrics")) / "projection.png").stat().st_size > 10_000
     clf_dir = store.local_payload(store.latest_uri("classifier_metrics"))
     clf = json.loads((clf_dir / "metrics.json").read_text())
