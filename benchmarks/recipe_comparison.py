@@ -133,7 +133,8 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "soup-24000-pairs-title-heavy": ({"train_pairs": 24_000, "title_abstract_fraction": 0.6}, {}),
     # those shares at the default's size: 3,600 title -> abstract, 1,200 paper -> paper, 1,200 paper -> name
     "soup-title-heavy": ({"title_abstract_fraction": 0.6}, {}),
-    "soup-gpu-pairs": ({"train_pairs": 100_000, "hard_negatives": True}, {"batch_size": 128}),
+    "soup-gpu-pairs": ({"train_pairs": 100_000, "title_abstract_fraction": 0.6, "hard_negatives": True},
+                       {"batch_size": 128}),
 }
 FIGURES = ("test/P@10", "test/P@10 macro", "test/LR accuracy", "test/LR macro-F1", "test/known-item MRR@10",
            "unseen/P@10", "unseen/P@10 macro", "unseen/LR accuracy", "unseen/known-item R@1", "mixed/P@10",
