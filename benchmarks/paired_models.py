@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from arxiv_assets.ml.evaluation import TRAINED_ARCHIVES, archive_trained_on
+from arxiv_assets.ml.evaluation import TRAINED_ARCHIVES, archive_trained_on, trained_archives
 from arxiv_assets.ml.taxonomy import archive_of
 from arxiv_assets.profiles import get_profile
 from benchmarks.recipe_comparison import ScoringInputs, evaluate, interval_cells, paired_table
@@ -74,8 +74,6 @@ def main() -> None:
     evaluations = {model_path: evaluate(inputs.encoder(inputs.load(model_path)), inputs.splits, inputs.external)
                    for model_path in args.models}
     header = inputs.header()
-    trained_archives = sorted({archive_of(subject) for subject in inputs.splits.loc[
-        inputs.splits["split"] == "train", "primary_subject"]})
     print(header["machine"])
     for later, candidate in enumerate(args.models):
         for reference in args.models[:later]:
@@ -91,7 +89,7 @@ def main() -> None:
                     out.write(json.dumps({**header, "candidate": candidate, "reference": reference,
                                           "by_archive": archives.to_dict("records")}) + "\n")
                 print(f"\nthe same off the training subjects, by arXiv archive ({TRAINED_ARCHIVES}: "
-                      f"{', '.join(trained_archives)})\n")
+                      f"{', '.join(sorted(trained_archives(inputs.splits)))})\n")
                 print(archives.to_markdown(index=False))
 
 

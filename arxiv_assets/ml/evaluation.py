@@ -144,12 +144,17 @@ def paired_differences(candidate: ModelEvaluation, reference: ModelEvaluation, s
 TRAINED_ARCHIVES, UNTRAINED_ARCHIVES = "archives trained on", "archives never trained on"
 
 
+def trained_archives(splits: pd.DataFrame) -> set[str]:
+    """The arXiv archives of the training subjects (``cs`` for cs.CV, ``astro-ph`` for astro-ph.GA, ...)."""
+    return {archive_of(subject) for subject in papers_in(splits, "train")["primary_subject"]}
+
+
 def archive_trained_on(splits: pd.DataFrame) -> Callable[[str], str]:
     """A subject -> whether any training subject shares its arXiv archive (``TRAINED_ARCHIVES``) or none does
     (``UNTRAINED_ARCHIVES``): a ``group_of`` for ``paired_differences``. Papers of archives the training never
     read (hep-th, eess, q-bio, ... in the bundled sample) are the nearest the bundled data comes to subjects
     outside it altogether."""
-    trained = {archive_of(subject) for subject in papers_in(splits, "train")["primary_subject"]}
+    trained = trained_archives(splits)
     return lambda subject: TRAINED_ARCHIVES if archive_of(subject) in trained else UNTRAINED_ARCHIVES
 
 

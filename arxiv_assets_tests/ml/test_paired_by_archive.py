@@ -14,6 +14,7 @@ from arxiv_assets.ml.evaluation import (
     archive_trained_on,
     evaluate_encoder,
     paired_differences,
+    trained_archives,
 )
 from arxiv_assets.ml.splits import JUDGING_SPLITS, papers_in
 from arxiv_assets.ml.taxonomy import archive_of
@@ -73,7 +74,8 @@ def test_groups_partition_each_slice_and_pair_scores_within_them(two_systems) ->
 
 def test_archive_tables_pool_the_archives_the_training_never_read(every_slice_splits, two_systems) -> None:
     candidate, reference = ({"splits": system} for system in two_systems)
-    trained = {archive_of(s) for s in papers_in(every_slice_splits, "train")["primary_subject"]}
+    trained = trained_archives(every_slice_splits)
+    assert trained == {archive_of(s) for s in papers_in(every_slice_splits, "train")["primary_subject"]}
     assert "hep-ph" not in trained and {"cs", "astro-ph"} <= trained
     group_of = archive_trained_on(every_slice_splits)
     assert [group_of(s) for s in ("cs.HC", "astro-ph.SR", "hep-ph")] == [TRAINED_ARCHIVES] * 2 + [UNTRAINED_ARCHIVES]
