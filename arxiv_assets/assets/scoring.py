@@ -123,16 +123,19 @@ def score_models(context: dg.AssetExecutionContext, config: EvalConfig, releases
     # only if it still passes them (else the base model is promoted).
     served_gates = quality_gates(headlines, gate_settings, candidate="served") if "served" in headlines \
         else []
+    # which of the fine-tuned model's differences from the base the sample can tell from noise: every slice whole,
+    # and the unseen and rare papers split by whether the training read any subject of the paper's arXiv archive
+    # (the papers furthest from the training the bundled data has); one bootstrap per slice, figure and group
+    versus_base = paired_differences(results["fine-tuned"], results["base"], group_of=archive_trained_on(splits))
+    whole = versus_base["group"] == "all"
+    by_archive = versus_base[~whole & versus_base["slice"].isin(CROSS_VALIDATED_SPLITS)]
     verdict = {"model_fingerprint": fingerprint, "served_model_uri": champion.model_uri if champion else "",
                "served_release": champion.release_id if champion else "",
                "gates": [asdict(g) for g in gates], "passed": all(g.passed for g in gates),
                "served_gates": [asdict(g) for g in served_gates],
                "served_passed": bool(served_gates) and all(g.passed for g in served_gates),
-               # which of the fine-tuned model's differences from the base the sample can tell from noise
-               "fine_tuned_vs_base": paired_differences(results["fine-tuned"], results["base"]).to_dict("records"),
-               # the same off the training subjects, split by whether the training read any subject of the paper's
-               # arXiv archive: the papers furthest from the training the bundled data has
-               "fine_tuned_vs_base_by_archive": _by_archive(results, splits).to_dict("records")}
+               "fine_tuned_vs_base": versus_base[whole].drop(columns=["group", "papers"]).to_dict("records"),
+               "fine_tuned_vs_base_by_archive": by_archive.to_dict("records")}
 
     test = papers_in(splits, "test")
     ir_dir, ir_metadata = _ir_report(results, headlines, tfidf_baseline, test, verdict)
@@ -174,12 +177,6 @@ def _slice_tables(headlines: dict[str, dict[str, float]], figures: tuple[str, ..
 
 def _gate_table(verdict: dict) -> dg.MetadataValue:
     return markdown_table(pd.DataFrame(verdict["gates"]).set_index("name"), floatfmt=".4f")
-
-
-def _by_archive(results: dict[str, ModelEvaluation], splits: pd.DataFrame) -> pd.DataFrame:
-    """The fine-tuned model minus the base on the unseen and rare papers, per group of ``archive_trained_on``."""
-    table = paired_differences(results["fine-tuned"], results["base"], group_of=archive_trained_on(splits))
-    return table[table["slice"].isin(CROSS_VALIDATED_SPLITS) & (table["group"] != "all")]
 
 
 def _versus_base_table(verdict: dict, figures: tuple[str, ...], key: str = "fine_tuned_vs_base") -> dg.MetadataValue:
