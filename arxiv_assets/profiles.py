@@ -49,7 +49,7 @@ PROFILES: dict[str, Profile] = {
     # The seed project's size, for a GPU node: 100k train / 10k eval pairs, no per-subject cap. Three fifths of the
     # pairs a title and its own abstract: at four times the default's pairs on a CPU, the default's shares
     # (two fifths) put the unseen subjects' probe 1.2 points below the base (the gate refuses the model) and these
-    # kept it within 0.5, with title search above the base by 1.5-3.5 points on every slice
+    # kept it within 0.5, with title search (R@1) above the base by 1.0-3.5 points on every slice
     # (benchmarks/RESULTS.md "Title-heavy pairs at four times the size").
     "gpu": Profile(
         name="gpu",
