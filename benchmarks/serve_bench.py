@@ -261,10 +261,12 @@ def write_section(text: str) -> None:
         RESULTS.write_text("# Benchmark results\n\n" + section)
 
 
-def publish_release(work: Path, export: ModelExport, reason: str, index_dir: Path | None = None) -> str:
+def publish_release(work: Path, export: ModelExport, reason: str, index_dir: Path | None = None,
+                    decision: str = "challenger") -> str:
     """A release of ``export`` (and the saved index ``index_dir``, which publishing consumes) in a new directory
     under ``work`` (its own artifact store: one store would prune older releases' versions), published as the
-    pipeline publishes one; returns the releases URI the service reads."""
+    pipeline publishes one, as a release of ``decision`` (its parity bar for reduced precision follows it);
+    returns the releases URI the service reads."""
     root = Path(tempfile.mkdtemp(prefix="release-", dir=work))
     staged = root / "staged"
     shutil.copytree(export.directory, staged)
@@ -274,7 +276,7 @@ def publish_release(work: Path, export: ModelExport, reason: str, index_dir: Pat
         release_id=Release.new_id(), model_uri=store.publish("onnx_model", staged),
         model_fingerprint=export.source_fingerprint,
         index_uri=store.publish("faiss_index", index_dir) if index_dir is not None else None,
-        decision="challenger", reason=reason))
+        decision=decision, reason=reason))
     return releases_uri
 
 
@@ -371,6 +373,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="times every (server, concurrency) cell is run")
     parser.add_argument("--p10-papers", type=int, default=256, help="test papers for the P@10 check")
     parser.add_argument("--skip-infinity", action="store_true")
+    parser.add_argument("--decision", choices=("challenger", "champion", "base"), default="challenger",
+                        help="what the release serves: a fine-tuned model, or the untrained base (base: the service "
+                             "holds reduced precision to fp32's parity bar)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     parser.add_argument("--search", action="store_true", help="measure POST /search (see above) instead")
     parser.add_argument("--search-index", nargs="+", default=["flat:100000", "ivfpq:1000000"],
@@ -398,7 +403,7 @@ def main() -> None:
     print(f"{machine}\nexporting {args.model_dir} ...", flush=True)
     export = export_as_released(Path(args.model_dir), work / "export")
     # the model under test, released as the pipeline would release it
-    releases_uri = publish_release(work, export, f"serve_bench of {args.model_dir}")
+    releases_uri = publish_release(work, export, f"serve_bench of {args.model_dir}", decision=args.decision)
 
     auto = default_backend_info(our_service("ours auto", "auto", releases_uri), work)
     default_backend = auto["backend"]
@@ -431,7 +436,8 @@ def main() -> None:
     report = f"""## Serving: texts/s and latency behind the service vs infinity-emb ({date.today()})
 
 {machine} · {flags_line()}; load average when it started: {started_load}. Model: `{args.model_dir}`
-(all-MiniLM-L6-v2 or a fine-tune of it), max_seq_length {auto['max_seq_length']}, one real arXiv
+(all-MiniLM-L6-v2 or a fine-tune of it), released as `{args.decision}`, max_seq_length {auto['max_seq_length']},
+one real arXiv
 "title. abstract" per request
 (OpenAI-style JSON, vectors back as {vectors_as}), {args.requests} requests per cell after a warm-up, client on the
 same 2 cores. All servers up at once, cells interleaved across servers and run {args.rounds} times: texts/s is
@@ -440,7 +446,7 @@ per CPU-s divides the texts served by the CPU time the server's process used mea
 rounds): what it would serve on cores of its own, the load generator on others.
 Ours: `python -m serving` with the backend pinned (threads: 1 or 2, measured at load),
 dynamic batching (32 texts / 8192 padded tokens, 5 ms wait); infinity-emb 0.0.78, torch engine, batch
-size 32, in its own venv. Run: `python -m benchmarks.serve_bench`.
+size 32, in its own venv. Run: `python -m benchmarks.serve_bench --decision {args.decision}`.
 
 {table}
 

@@ -13,7 +13,8 @@ from arxiv_assets.storage.releases import default_releases_uri
 # (Settings.min_cosine_reduced says why).
 FINE_TUNED_MIN_COSINE_REDUCED = 0.994
 
-BackendName = Literal["auto", "openvino-int8", "onnx-int8", "onnx-fp32", "torch-fp32", "torch-bf16", "torch-fp16"]
+BackendName = Literal["auto", "openvino-int8", "openvino-bf16", "openvino-fp32", "onnx-int8", "onnx-fp32", "torch-fp32",
+                      "torch-bf16", "torch-fp16"]
 
 
 class Settings(BaseSettings):

@@ -38,6 +38,7 @@ from arxiv_assets.ml.splits import SPLITS, month_key, papers_by_month
 from arxiv_assets.ml.text import paper_texts
 from arxiv_assets.ml.variants import (
     ONNX_VARIANTS,
+    OPENVINO_FLOAT_VARIANTS,
     OPENVINO_VARIANT,
     REFERENCE_VARIANT,
     ModelExport,
@@ -45,6 +46,7 @@ from arxiv_assets.ml.variants import (
     encode_variant,
     load_variant,
     model_fingerprint,
+    openvino_config,
     parity_sample,
     timed_encode,
 )
@@ -57,13 +59,17 @@ ONNX_CHECKS = {
     "onnx_fp32_parity": "every parity text's fp32 ONNX embedding has cosine >= min_cosine_fp32 to PyTorch",
     "onnx_int8_parity": "every parity text's int8 ONNX embedding has cosine >= min_cosine_int8 to PyTorch",
     "onnx_int8_p_at_10": "int8 ONNX subject-retrieval P@10 is within max_p10_diff_points of PyTorch's",
+    "openvino_fp32_parity": "every parity text's OpenVINO fp32 embedding has cosine >= min_cosine_fp32 to PyTorch",
+    "openvino_bf16_parity": "every parity text's OpenVINO embedding with the bf16 hint (f32 on a CPU without native "
+                            "bf16) has cosine >= min_cosine_bf16 to PyTorch",
     "openvino_int8_parity": "every parity text's OpenVINO static int8 embedding has cosine >= min_cosine_int8 "
                             "to PyTorch",
     "openvino_int8_p_at_10": "OpenVINO static int8 subject-retrieval P@10 is within max_p10_diff_points of "
                              "PyTorch's",
 }
-VARIANTS_MEASURED = (REFERENCE_VARIANT, *ONNX_VARIANTS, OPENVINO_VARIANT)
+VARIANTS_MEASURED = (REFERENCE_VARIANT, *ONNX_VARIANTS, *OPENVINO_FLOAT_VARIANTS, OPENVINO_VARIANT)
 PARITY_CHECKS: dict[str, str] = {"onnx-fp32": "onnx_fp32_parity", "onnx-int8": "onnx_int8_parity",
+                                 "openvino-fp32": "openvino_fp32_parity", "openvino-bf16": "openvino_bf16_parity",
                                  OPENVINO_VARIANT: "openvino_int8_parity"}  # variant -> check
 P_AT_10_CHECKS: dict[str, str] = {"onnx-int8": "onnx_int8_p_at_10", OPENVINO_VARIANT: "openvino_int8_p_at_10"}
 # The checks a variant must have passed to embed papers (the PyTorch fp32 reference needs none).
@@ -81,6 +87,9 @@ class OnnxModelConfig(dg.Config):
     quantization_target: Literal["auto", "arm64", "avx2", "avx512", "avx512_vnni"] = "auto"  # auto: this CPU's
     quantized_operators: list[str] = list(DEFAULT_QUANTIZED_OPERATORS)
     min_cosine_fp32: float = 0.999
+    # bf16 keeps fp32's 7 leading mantissa bits and accumulates in f32: min cosine 0.99997 to fp32 (RESULTS.md
+    # "OpenVINO's bf16"), so it is held to fp32's bar, and embeds papers wherever fp32 may.
+    min_cosine_bf16: float = 0.999
     min_cosine_int8: float = 0.98  # both int8 variants
     max_p10_diff_points: float = 1.0
     # Train-split papers whose activations calibrate the OpenVINO static int8 variant (none of them is a
@@ -96,9 +105,9 @@ class OnnxModelConfig(dg.Config):
 )
 def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promoted_model: Path,
                splits: pd.DataFrame):
-    """The promoted model exported to ONNX (fp32), dynamically quantized to int8 for this CPU, and statically
-    quantized to int8 for OpenVINO (calibrated on train papers), next to its PyTorch weights; every variant's
-    embeddings, P@10 and speed measured on real test papers."""
+    """The promoted model exported to ONNX (fp32), dynamically quantized to int8 for this CPU, converted to OpenVINO
+    (fp32, run in f32 or bf16) and statically quantized to int8 for it (calibrated on train papers), next to its
+    PyTorch weights; every variant's embeddings, P@10 and speed measured on real test papers."""
     sample = parity_sample(splits, config.parity_texts)
     texts, subjects = paper_texts(sample), sample["primary_subject"].tolist()
     calibration = calibration_texts(splits, config.calibration_texts, exclude=sample["id"])
@@ -126,6 +135,7 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promo
         row.update(min_cosine=parity[variant].min_cosine, mean_cosine=parity[variant].mean_cosine,
                    speedup=row["texts_per_s"] / rows[REFERENCE_VARIANT]["texts_per_s"], mb=sizes[variant] / 2**20)
     thresholds = {"onnx-fp32": config.min_cosine_fp32, "onnx-int8": config.min_cosine_int8,
+                  "openvino-fp32": config.min_cosine_fp32, "openvino-bf16": config.min_cosine_bf16,
                   OPENVINO_VARIANT: config.min_cosine_int8}
     p10_diff_points = {v: 100 * (rows[v]["P@10"] - rows[REFERENCE_VARIANT]["P@10"]) for v in P_AT_10_CHECKS}
     check_results = [
@@ -149,6 +159,10 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promo
         **{f"{v}_texts_per_s": round(row["texts_per_s"], 2) for v, row in rows.items()},
         **{f"{v}_bytes": sizes[v] for v in VARIANTS_MEASURED},
         "quantization_target": export.quantization_target,
+        # what the OpenVINO variants ran in on this CPU (bf16 only where it is native)
+        "openvino_precision_hints": dg.MetadataValue.json(
+            {v: openvino_config(v, config.threads)["INFERENCE_PRECISION_HINT"]
+             for v in (*OPENVINO_FLOAT_VARIANTS, OPENVINO_VARIANT)}),
         "openvino_calibration_texts": export.openvino_calibration_texts,
         "quantized_operators": dg.MetadataValue.json(list(export.quantized_operators)),
         "activation_matmuls_kept_fp32": export.excluded_nodes,
@@ -163,7 +177,8 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxModelConfig, promo
 class PaperEmbeddingsConfig(dg.Config):
     # auto: on a CPU the fastest variant (by onnx_model's measurement) whose parity checks passed; on CUDA
     # PyTorch fp32 on the GPU (the ONNX variants are CPU builds)
-    variant: Literal["auto", "torch-fp32", "onnx-fp32", "onnx-int8", "openvino-int8"] = "auto"
+    variant: Literal["auto", "torch-fp32", "onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-bf16",
+                     "openvino-int8"] = "auto"
     # auto takes only variants this close to PyTorch fp32 (onnx_model's measured min cosine): the int8 variants
     # (0.992-0.996) cost title search -0.3 to -0.5 point of MRR@10 against fp32 (benchmarks/RESULTS.md "What the
     # service sends", "int8 of the soup"). The service may still answer queries in static int8 (its own bar); the

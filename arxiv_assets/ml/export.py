@@ -10,6 +10,8 @@ keeps the original files next to ``onnx/`` and ``openvino/``, so one artifact se
     model.safetensors, tokenizer..., modules.json    the PyTorch model, as trained
     onnx/model.onnx                                   fp32 export
     onnx/model_qint8_<target>.onnx                    dynamic int8 quantization
+    openvino/openvino_model.{xml,bin}                 OpenVINO IR in fp32 (run in f32 or bf16), when calibration
+                                                      texts are given (the OpenVINO conversion is made once, for both)
     openvino/openvino_model_qint8_static.{xml,bin}    static int8 (activations too), when calibration texts are given
     onnx_export.json                                  which files are which, and what they came from
 
@@ -43,6 +45,7 @@ FP32_FILE = "onnx/model.onnx"
 # quantizing the embedding table (a Gather) as well costs another ~0.003.
 DEFAULT_QUANTIZED_OPERATORS: tuple[str, ...] = ("MatMul",)
 OPENVINO_INT8_FILE = "openvino/openvino_model_qint8_static.xml"
+OPENVINO_FP32_FILE = "openvino/openvino_model.xml"
 # Calibration texts are tokenized to this length: the activations' ranges NNCF measures are those of full
 # abstracts (most run past 128 tokens), as the service sees them.
 CALIBRATION_SEQ_LENGTH = 256
@@ -85,7 +88,7 @@ def export_onnx(
     calibration_texts: Sequence[str] = (),
 ) -> ModelExport:
     """Copy the model to ``out_dir`` (new or empty) and add its fp32 ONNX export, a dynamic int8 quantization and,
-    given ``calibration_texts`` (real papers the checks do not use), an OpenVINO static int8 IR."""
+    given ``calibration_texts`` (real papers the checks do not use), OpenVINO IRs in fp32 and in static int8."""
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.backend import export_dynamic_quantized_onnx_model
@@ -108,7 +111,7 @@ def export_onnx(
     export_dynamic_quantized_onnx_model(onnx_model, config, str(out_dir),
                                         file_suffix=Path(int8_file).stem.removeprefix("model_"))
     if calibration_texts:
-        quantize_openvino_static(out_dir, calibration_texts)
+        export_openvino(out_dir, calibration_texts)
     export = ModelExport(
         directory=out_dir, fp32_file=FP32_FILE, int8_file=int8_file, quantization_target=target,
         quantized_operators=tuple(quantized_operators), excluded_nodes=len(excluded),
@@ -116,6 +119,7 @@ def export_onnx(
         export_seconds=round(time.perf_counter() - started, 2),
         openvino_int8_file=OPENVINO_INT8_FILE if calibration_texts else None,
         openvino_calibration_texts=len(calibration_texts),
+        openvino_fp32_file=OPENVINO_FP32_FILE if calibration_texts else None,
     )
     if missing := export.missing_files():
         raise ExportError(f"the export did not write {', '.join(missing)} into {out_dir}")
@@ -136,10 +140,11 @@ def calibration_texts(splits: pd.DataFrame, n: int = 300, exclude: Collection[st
     return paper_texts(chosen.sample(n=min(n, len(chosen)), random_state=0))
 
 
-def quantize_openvino_static(model_dir: Path, calibration_texts: Sequence[str]) -> None:
-    """Write ``OPENVINO_INT8_FILE`` (and its ``.bin``) into ``model_dir``: the model converted to OpenVINO IR and
-    quantized to int8, weights and activations, by NNCF post-training quantization (optimum-intel's transformer
-    preset: smooth quant, fast bias correction) with activation ranges measured on ``calibration_texts``.
+def export_openvino(model_dir: Path, calibration_texts: Sequence[str]) -> None:
+    """Write ``OPENVINO_FP32_FILE`` and ``OPENVINO_INT8_FILE`` (each with its ``.bin``) into ``model_dir``: the model
+    converted to OpenVINO IR, as it is and quantized to int8, weights and activations, by NNCF post-training
+    quantization (optimum-intel's transformer preset: smooth quant, fast bias correction) with activation ranges
+    measured on ``calibration_texts``.
 
     sentence-transformers' ``export_static_quantized_openvino_model`` does the same but calibrates on a Hugging
     Face Hub dataset (GLUE SST-2 by default); this calibrates on the papers the model will embed, offline.
@@ -148,20 +153,26 @@ def quantize_openvino_static(model_dir: Path, calibration_texts: Sequence[str]) 
     from optimum.intel.openvino import OVConfig, OVQuantizationConfig, OVQuantizer
     from sentence_transformers import SentenceTransformer
 
-    # Converted from the PyTorch weights in memory (optimum-intel); only the quantized IR is kept.
+    # Converted from the PyTorch weights in memory (optimum-intel), once for both IRs.
     fp32 = SentenceTransformer(str(model_dir), backend="openvino", device="cpu",
                                model_kwargs={"ov_config": {"INFERENCE_PRECISION_HINT": "f32"}})
     tokens = fp32.tokenizer(list(calibration_texts), padding="max_length", truncation=True,
                             max_length=min(CALIBRATION_SEQ_LENGTH, fp32.max_seq_length))
     config = OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(calibration_texts)))
-    target = Path(model_dir) / OPENVINO_INT8_FILE
     with tempfile.TemporaryDirectory() as work:
+        fp32.transformers_model.save_pretrained(Path(work) / "fp32")
+        _move_ir(Path(work) / "fp32", Path(model_dir) / OPENVINO_FP32_FILE)
         OVQuantizer.from_pretrained(fp32.transformers_model).quantize(
-            Dataset.from_dict(dict(tokens)), save_directory=work, ov_config=config)
-        # optimum-intel writes it into an openvino/ subfolder of the save directory (1.27) or the folder itself.
-        written = next(Path(work).rglob("openvino_model.xml"), None)
-        if written is None:
-            raise ExportError(f"OpenVINO quantization wrote no openvino_model.xml: {sorted(Path(work).rglob('*'))}")
-        target.parent.mkdir(exist_ok=True)
-        for suffix in (".bin", ".xml"):  # the graph last: its presence means both files are complete
-            shutil.move(written.with_suffix(suffix), target.with_suffix(suffix))
+            Dataset.from_dict(dict(tokens)), save_directory=Path(work) / "int8", ov_config=config)
+        _move_ir(Path(work) / "int8", Path(model_dir) / OPENVINO_INT8_FILE)
+
+
+def _move_ir(written_to: Path, target: Path) -> None:
+    """Move the ``openvino_model.{xml,bin}`` optimum-intel wrote under ``written_to`` to ``target`` (``.xml``)."""
+    # optimum-intel writes into an openvino/ subfolder of the save directory (1.27) or the folder itself.
+    written = next(written_to.rglob("openvino_model.xml"), None)
+    if written is None:
+        raise ExportError(f"OpenVINO wrote no openvino_model.xml: {sorted(written_to.rglob('*'))}")
+    target.parent.mkdir(exist_ok=True)
+    for suffix in (".bin", ".xml"):  # the graph last: its presence means both files are complete
+        shutil.move(written.with_suffix(suffix), target.with_suffix(suffix))

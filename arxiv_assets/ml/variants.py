@@ -1,10 +1,10 @@
 """Running a saved model as one of its variants, and how close to PyTorch fp32 and how fast each is.
 
 A variant is a precision and a runtime: PyTorch fp32/bf16/fp16 from the model's own weights, ONNX
-fp32/int8 from an ONNX export, or OpenVINO static int8 from the same export directory
-(``arxiv_assets.ml.export`` makes those). This module is what runs them: it reads an export's manifest,
-loads a variant, encodes with it, times it and compares its embeddings with the reference. The service
-imports this module, never the export tooling.
+fp32/int8 from an ONNX export, or OpenVINO fp32/bf16 (one IR, two precision hints) and static int8 from the
+same export directory (``arxiv_assets.ml.export`` makes those). This module is what runs them: it reads an
+export's manifest, loads a variant, encodes with it, times it and compares its embeddings with the reference.
+The service imports this module, never the export tooling.
 
 Which variant is fastest depends on the machine (AMX, VNNI, AVX-512 or plain AVX2), so speed is
 measured where the model runs (``timed_encode``), never assumed.
@@ -27,10 +27,15 @@ import pandas as pd
 from arxiv_assets.ml.embedding import encode
 from arxiv_assets.ml.hardware import cpu_has_fast_bf16
 
-Variant = Literal["torch-fp32", "torch-bf16", "torch-fp16", "onnx-fp32", "onnx-int8", "openvino-int8"]
-VARIANTS: tuple[str, ...] = ("torch-fp32", "torch-bf16", "torch-fp16", "onnx-fp32", "onnx-int8", "openvino-int8")
+Variant = Literal["torch-fp32", "torch-bf16", "torch-fp16", "onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-bf16",
+                  "openvino-int8"]
+VARIANTS: tuple[str, ...] = ("torch-fp32", "torch-bf16", "torch-fp16", "onnx-fp32", "onnx-int8", "openvino-fp32",
+                             "openvino-bf16", "openvino-int8")
 ONNX_VARIANTS: tuple[str, ...] = ("onnx-fp32", "onnx-int8")
 OPENVINO_VARIANT = "openvino-int8"
+# The OpenVINO IR in fp32, compiled with the f32 or the bf16 precision hint (bf16: the CPU's native bf16 where it
+# has it, else f32, see ``openvino_config``).
+OPENVINO_FLOAT_VARIANTS: tuple[str, ...] = ("openvino-fp32", "openvino-bf16")
 REFERENCE_VARIANT: Variant = "torch-fp32"
 
 EXPORT_MANIFEST = "onnx_export.json"
@@ -84,21 +89,29 @@ class ModelExport:
     # (made without calibration texts, or before the variant existed).
     openvino_int8_file: str | None = None
     openvino_calibration_texts: int = 0
+    # The OpenVINO IR in fp32 that the static int8 was quantized from; None in exports made before it was kept.
+    openvino_fp32_file: str | None = None
 
     @property
     def variants(self) -> tuple[str, ...]:
         """The exported variants this directory holds (PyTorch's come with every model directory)."""
-        return (*ONNX_VARIANTS, *((OPENVINO_VARIANT,) if self.openvino_int8_file else ()))
+        return (*ONNX_VARIANTS, *(OPENVINO_FLOAT_VARIANTS if self.openvino_fp32_file else ()),
+                *((OPENVINO_VARIANT,) if self.openvino_int8_file else ()))
 
     def file_for(self, variant: str) -> str:
-        files = {"onnx-fp32": self.fp32_file, "onnx-int8": self.int8_file, OPENVINO_VARIANT: self.openvino_int8_file}
+        files = {"onnx-fp32": self.fp32_file, "onnx-int8": self.int8_file, OPENVINO_VARIANT: self.openvino_int8_file,
+                 **dict.fromkeys(OPENVINO_FLOAT_VARIANTS, self.openvino_fp32_file)}
         if files.get(variant) is None:
             raise ExportError(f"{variant!r} is not an exported variant of {self.directory}; it has {self.variants}")
         return files[variant]
 
     def missing_files(self) -> list[str]:
-        """``file (variant)`` for each exported variant whose file is not in the directory."""
-        return [f"{self.file_for(v)} ({v})" for v in self.variants if not (self.directory / self.file_for(v)).is_file()]
+        """``file (variants)`` for each exported file that is not in the directory."""
+        by_file: dict[str, list[str]] = {}
+        for variant in self.variants:
+            by_file.setdefault(self.file_for(variant), []).append(variant)
+        return [f"{file} ({', '.join(variants)})" for file, variants in by_file.items()
+                if not (self.directory / file).is_file()]
 
     def file_sizes(self) -> dict[str, int]:
         """Bytes per variant (PyTorch: its weight files; OpenVINO: its graph and weights)."""
@@ -147,7 +160,7 @@ def load_variant(directory: Path, variant: str, threads: int | None = None, devi
 
     Torch variants load the PyTorch weights (reduced precision is applied at encode time, see
     ``encode_variant``); ONNX variants load their file from the export through ONNX Runtime, the
-    OpenVINO variant its IR through OpenVINO (``openvino_config``).
+    OpenVINO variants their IR through OpenVINO (``openvino_config``).
     """
     from sentence_transformers import SentenceTransformer
 
@@ -161,10 +174,10 @@ def load_variant(directory: Path, variant: str, threads: int | None = None, devi
             torch.set_num_threads(threads)
         return SentenceTransformer(str(directory), device=device)
     export = ModelExport.read(directory)
-    if variant == OPENVINO_VARIANT:
+    if variant.startswith("openvino"):
         return SentenceTransformer(str(directory), backend="openvino", device="cpu",
                                    model_kwargs={"file_name": export.file_for(variant),
-                                                 "ov_config": openvino_config(threads)})
+                                                 "ov_config": openvino_config(variant, threads)})
     return SentenceTransformer(
         str(directory), backend="onnx", device="cpu",
         model_kwargs={"file_name": export.file_for(variant), "provider": "CPUExecutionProvider",
@@ -172,11 +185,15 @@ def load_variant(directory: Path, variant: str, threads: int | None = None, devi
     )
 
 
-def openvino_config(threads: int | None) -> dict[str, str]:
-    """OpenVINO's compile options: the layers static int8 leaves in floating point run in bf16 where the CPU
-    has native bf16 (AMX or AVX512-BF16: measured +10-25 % over f32 at the same parity, RESULTS.md "OpenVINO
-    beside ONNX Runtime"), else f32; latency mode (one request at a time, as the batcher sends them)."""
-    config = {"INFERENCE_PRECISION_HINT": "bf16" if cpu_has_fast_bf16() else "f32", "PERFORMANCE_HINT": "LATENCY"}
+def openvino_config(variant: str, threads: int | None) -> dict[str, str]:
+    """OpenVINO's compile options for an OpenVINO variant: its floating-point layers (all of them, or those static
+    int8 leaves unquantized) run in bf16 where the CPU has native bf16 (AMX or AVX512-BF16: measured +10-25 % over
+    f32 for the int8 IR at the same parity, 1.7-2x for the fp32 IR, RESULTS.md "OpenVINO beside ONNX Runtime",
+    "OpenVINO's bf16"), in f32 for ``openvino-fp32`` and on CPUs without native bf16 (emulated bf16 is slower than
+    f32, and OpenVINO's kernels held to AVX2 refuse the hint); latency mode (one request at a time, as the batcher
+    sends them)."""
+    bf16 = variant != "openvino-fp32" and cpu_has_fast_bf16()
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = str(threads)
     return config

@@ -38,6 +38,7 @@ from arxiv_assets.ml.embedding import (
     resolve_model_source,
 )
 from arxiv_assets.ml.export import calibration_texts, quantization_target
+from arxiv_assets.ml.hardware import cpu_has_fast_bf16
 from arxiv_assets.ml.index import HnswOptions, PaperIndex, build_index, recall_at_k
 from arxiv_assets.ml.splits import SplitSettings, make_splits
 from arxiv_assets.ml.text import paper_texts
@@ -170,23 +171,29 @@ def test_onnx_model_passes_its_parity_checks_and_reports_speed_and_size(exported
     checks = check_results(exported)
     for name in ONNX_CHECKS:
         assert checks[name].passed, (name, checks[name].metadata)
-    assert checks["onnx_fp32_parity"].metadata["min_cosine"].value >= 0.999
+    for variant in ("onnx_fp32", "openvino_fp32", "openvino_bf16"):  # bf16 accumulates in f32: fp32's bar
+        assert checks[f"{variant}_parity"].metadata["min_cosine"].value >= 0.999
     for variant in ("onnx_int8", "openvino_int8"):
         assert checks[f"{variant}_parity"].metadata["min_cosine"].value >= 0.98
         assert abs(checks[f"{variant}_p_at_10"].metadata["diff_points"].value) <= 1.0
 
     meta = materialization_metadata(exported, "onnx_model")
-    for variant in ("torch-fp32", "onnx-fp32", "onnx-int8", "openvino-int8"):
+    for variant in ("torch-fp32", "onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-bf16", "openvino-int8"):
         assert meta[f"{variant}_texts_per_s"] > 0 and meta[f"{variant}_bytes"] > 1_000_000
     # int8 weights: a quarter of fp32's (OpenVINO) or less than fp32's (ONNX Runtime keeps some tensors fp32)
     assert meta["openvino-int8_bytes"] < meta["onnx-int8_bytes"] < meta["onnx-fp32_bytes"]
+    # the two OpenVINO float variants are one fp32 IR (no weight stored in a narrower type)
+    assert meta["openvino-fp32_bytes"] == meta["openvino-bf16_bytes"] > 0.9 * meta["onnx-fp32_bytes"]
     assert meta["quantization_target"] == quantization_target()
+    native_bf16 = "bf16" if cpu_has_fast_bf16() else "f32"
+    assert meta["openvino_precision_hints"] == {"openvino-fp32": "f32", "openvino-bf16": native_bf16,
+                                                "openvino-int8": native_bf16}
     assert meta["parity_texts"] == PARITY_TEXTS and meta["openvino_calibration_texts"] == CALIBRATION_TEXTS
     assert meta["source_model_fingerprint"] == model_fingerprint(pipeline.model_dir)
 
     # the stored artifact is a loadable export whose int8 variants stay close to the PyTorch model
     export = ModelExport.read(Path(meta["uri"]) / "payload")
-    assert export.variants == ("onnx-fp32", "onnx-int8", "openvino-int8")
+    assert export.variants == ("onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-bf16", "openvino-int8")
     texts = paper_texts(parity_sample(pipeline.splits, 8))
     reference = encode(load_model(pipeline.model_dir), texts)
     for variant in ("onnx-int8", "openvino-int8"):
@@ -347,6 +354,8 @@ CHECKS_ALL_PASSED = {"checks": dict.fromkeys(ONNX_CHECKS, True),
                      "details": {"variants": {"torch-fp32": {"texts_per_s": 40.0, "min_cosine": 1.0},
                                               "onnx-fp32": {"texts_per_s": 50.0, "min_cosine": 0.99999},
                                               "onnx-int8": {"texts_per_s": 90.0, "min_cosine": 0.993},
+                                              "openvino-fp32": {"texts_per_s": 45.0, "min_cosine": 0.99999},
+                                              "openvino-bf16": {"texts_per_s": 70.0, "min_cosine": 0.99997},
                                               "openvino-int8": {"texts_per_s": 80.0, "min_cosine": 0.996}}}}
 
 
@@ -355,7 +364,7 @@ def test_papers_are_embedded_by_the_fastest_variant_that_passed_parity():
     int8_failed = {**CHECKS_ALL_PASSED, "checks": {**CHECKS_ALL_PASSED["checks"], "onnx_int8_p_at_10": False}}
     assert embedding_variant(int8_failed, "auto", "cpu") == "openvino-int8"
     both_int8_failed = {**int8_failed, "checks": {**int8_failed["checks"], "openvino_int8_parity": False}}
-    assert embedding_variant(both_int8_failed, "auto", "cpu") == "onnx-fp32"
+    assert embedding_variant(both_int8_failed, "auto", "cpu") == "openvino-bf16"
     # an export made before the OpenVINO variant existed has no checks for it: never chosen
     older = {**CHECKS_ALL_PASSED, "checks": {k: v for k, v in CHECKS_ALL_PASSED["checks"].items()
                                              if not k.startswith("openvino")}}
@@ -367,9 +376,13 @@ def test_papers_are_embedded_by_the_fastest_variant_that_passed_parity():
     assert embedding_variant(CHECKS_ALL_PASSED, "onnx-fp32", "cpu") == "onnx-fp32"
     with pytest.raises(dg.Failure, match="onnx-int8 did not pass"):
         embedding_variant(int8_failed, "onnx-int8", "cpu")
-    # the config's default bar (fp32's 0.999) keeps int8 out of auto: the fastest variant that matches fp32
+    # the config's default bar (fp32's 0.999) keeps int8 out of auto: the fastest variant that matches fp32, bf16
+    # with f32 accumulation included
     default_bar = PaperEmbeddingsConfig().min_cosine
-    assert embedding_variant(CHECKS_ALL_PASSED, "auto", "cpu", default_bar) == "onnx-fp32"
+    assert embedding_variant(CHECKS_ALL_PASSED, "auto", "cpu", default_bar) == "openvino-bf16"
+    assert embedding_variant(older, "auto", "cpu", default_bar) == "onnx-fp32"
+    bf16_failed = {**CHECKS_ALL_PASSED, "checks": {**CHECKS_ALL_PASSED["checks"], "openvino_bf16_parity": False}}
+    assert embedding_variant(bf16_failed, "auto", "cpu", default_bar) == "onnx-fp32"
     assert embedding_variant(CHECKS_ALL_PASSED, "auto", "cpu", 0.995) == "openvino-int8"
     assert embedding_variant(onnx_failed, "auto", "cpu", default_bar) == "torch-fp32"  # the reference needs none
     assert embedding_variant(CHECKS_ALL_PASSED, "onnx-int8", "cpu", default_bar) == "onnx-int8"  # asked for by name
@@ -433,6 +446,10 @@ def test_an_incomplete_export_is_refused_naming_the_missing_file(exported, tmp_p
     shutil.copytree(export.directory, no_openvino, ignore=shutil.ignore_patterns("openvino_model_qint8_static.xml"))
     with pytest.raises(ExportError, match=r"openvino_model_qint8_static\.xml \(openvino-int8\) is missing"):
         ModelExport.read(no_openvino)
+    no_openvino_fp32 = tmp_path / "no-openvino-fp32"
+    shutil.copytree(export.directory, no_openvino_fp32, ignore=shutil.ignore_patterns("openvino_model.xml"))
+    with pytest.raises(ExportError, match=r"openvino_model\.xml \(openvino-fp32, openvino-bf16\) is missing"):
+        ModelExport.read(no_openvino_fp32)
     with pytest.raises(ExportError, match=r"onnx_export\.json is missing"):
         ModelExport.read(tmp_path)  # a plain directory, no export in it
 

@@ -1,8 +1,8 @@
 """Real models, real exports and real releases for the service tests.
 
 * ``model_dir``: a copy of the bundled all-MiniLM-L6-v2 (a real Sentence Transformers directory).
-* ``onnx_dir``: that model exported by ``arxiv_assets.ml.export.export_onnx`` (ONNX fp32 + int8, OpenVINO static
-  int8 calibrated on 16 real papers), once per session.
+* ``onnx_dir``: that model exported by ``arxiv_assets.ml.export.export_onnx`` (ONNX fp32 + int8, OpenVINO fp32 and
+  static int8 calibrated on 16 real papers), once per session.
 * ``index_dir``: a real FAISS index of real bundled papers embedded by ``model_dir``.
 * ``publish_release``: stores a model and an index through the project's ``ArtifactStore`` and moves
   ``CURRENT`` to a release of them through ``ReleaseStore``, the two calls the ``release`` asset makes

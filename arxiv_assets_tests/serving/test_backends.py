@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from arxiv_assets.ml.variants import EXPORT_MANIFEST
+import serving.backends as backends_module
+from arxiv_assets.ml import variants as variants_module
+from arxiv_assets.ml.variants import EXPORT_MANIFEST, openvino_config
 from serving.backends import (
     PREFERENCE,
     BackendError,
@@ -110,6 +112,7 @@ def test_the_measured_choice_passed_parity_and_is_the_rules_answer(onnx_dir: Pat
             assert m.texts_per_s is None and m.rounds_texts_per_s == ()
     assert measurements[("onnx-fp32", 1)].min_cosine > 0.999 and measurements[("onnx-int8", 1)].min_cosine > 0.98
     assert measurements[("openvino-int8", 1)].min_cosine > 0.98
+    assert measurements[("openvino-fp32", 1)].min_cosine > 0.999
     chosen = measurements[(choice.backend.name, choice.backend.threads)]
     assert chosen.passed and len(chosen.rounds_texts_per_s) == 2  # the winner ran every round
     assert (label(chosen), choice.reason) == (label(decide(choice.measurements)[0]), decide(choice.measurements)[1])
@@ -130,6 +133,32 @@ def test_of_the_two_int8_backends_openvinos_static_int8_wins_within_the_margin()
     assert decide([measured("torch-bf16", 100.0), measured("openvino-int8", 105.0)])[0].backend == "torch-bf16"
 
 
+def test_of_two_backends_of_one_precision_the_references_runtime_comes_first_within_the_margin():
+    """OpenVINO's float variants rank after the runtimes of their precision that came before them; a clear lead
+    still wins."""
+    assert decide([measured("onnx-fp32", 100.0), measured("openvino-fp32", 105.0)])[0].backend == "onnx-fp32"
+    assert decide([measured("onnx-fp32", 100.0), measured("openvino-fp32", 115.0)])[0].backend == "openvino-fp32"
+    assert decide([measured("torch-bf16", 100.0), measured("openvino-bf16", 105.0)])[0].backend == "torch-bf16"
+    assert decide([measured("torch-bf16", 30.0), measured("openvino-bf16", 52.0)])[0].backend == "openvino-bf16"
+    assert decide([measured("openvino-bf16", 100.0), measured("openvino-int8", 105.0)])[0].backend == "openvino-bf16"
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_openvinos_bf16_is_offered_and_asked_for_only_where_the_cpu_has_native_bf16(
+        onnx_dir: Path, native_bf16: bool, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(backends_module, "cpu_has_fast_bf16", lambda: native_bf16)
+    monkeypatch.setattr(variants_module, "cpu_has_fast_bf16", lambda: native_bf16)
+    offered = available_backends(onnx_dir)
+    assert "openvino-fp32" in offered and ("openvino-bf16" in offered) == native_bf16
+    hint = "bf16" if native_bf16 else "f32"
+    assert openvino_config("openvino-bf16", 2)["INFERENCE_PRECISION_HINT"] == hint
+    assert openvino_config("openvino-int8", 2)["INFERENCE_PRECISION_HINT"] == hint  # its unquantized layers
+    assert openvino_config("openvino-fp32", None) == {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    if not native_bf16:
+        with pytest.raises(BackendError, match="openvino-bf16 is not fast on this machine"):
+            choose_backend(onnx_dir, pinned="openvino-bf16", threads=1)
+
+
 def test_the_openvino_variant_is_offered_only_where_the_export_has_it(onnx_dir: Path, tmp_path: Path):
     assert "openvino-int8" in available_backends(onnx_dir)
     choice = choose_backend(onnx_dir, pinned="openvino-int8", threads=1)
@@ -141,6 +170,7 @@ def test_the_openvino_variant_is_offered_only_where_the_export_has_it(onnx_dir: 
     manifest = older / EXPORT_MANIFEST
     manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items()
                                     if not k.startswith("openvino")}))
-    assert "openvino-int8" not in available_backends(older)
-    with pytest.raises(BackendError, match="openvino-int8 is not in the export"):
-        choose_backend(older, pinned="openvino-int8", threads=1)
+    assert not {"openvino-int8", "openvino-fp32", "openvino-bf16"} & set(available_backends(older))
+    for variant in ("openvino-int8", "openvino-fp32"):
+        with pytest.raises(BackendError, match=f"{variant} is not in the export"):
+            choose_backend(older, pinned=variant, threads=1)
