@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from arxiv_assets.ml.embedding import BUNDLED_BASE_MODEL, resolve_model_source
-from benchmarks.common import export_as_released, flags_line, machine_line
+from benchmarks.common import add_decision_argument, export_as_released, flags_line, machine_line
 from serving.backends import CLEAR_ADVANTAGE, OUT_OF_REACH, PREFERENCE, Measurement, choose_backend
 from serving.settings import Settings
 
@@ -42,9 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", default=resolve_model_source(BUNDLED_BASE_MODEL))
     parser.add_argument("--starts", type=int, default=5)
-    parser.add_argument("--decision", choices=("challenger", "champion", "base"), default="challenger",
-                        help="what the release would serve (a fine-tuned model unless base): the parity bar for "
-                             "reduced precision depends on it when ARXIV_SERVING_MIN_COSINE_REDUCED is unset")
+    add_decision_argument(parser)
     args = parser.parse_args()
     settings = Settings()
 

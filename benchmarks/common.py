@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import sys
@@ -60,3 +61,12 @@ def profile_splits(profile: Profile) -> pd.DataFrame:
 def export_as_released(model_dir: Path, out_dir: Path) -> ModelExport:
     """``model_dir`` exported as ``onnx_model`` exports it: every variant, OpenVINO's calibrated on train papers."""
     return export_onnx(model_dir, out_dir, calibration_texts=calibration_texts(profile_splits(get_profile("default"))))
+
+
+def add_decision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--decision``: what the benchmarked release serves, which sets the service's parity bar for reduced precision
+    (``Settings.reduced_precision_bar``) when ARXIV_SERVING_MIN_COSINE_REDUCED is unset."""
+    parser.add_argument("--decision", choices=("challenger", "champion", "base"), default="challenger",
+                        help="what the release serves (a fine-tuned model unless base: the untrained base, held to "
+                             "fp32's parity bar): the parity bar for reduced precision depends on it when "
+                             "ARXIV_SERVING_MIN_COSINE_REDUCED is unset")

@@ -59,7 +59,7 @@ from arxiv_assets.sources.parquet import BUNDLED_SAMPLE
 from arxiv_assets.storage.artifacts import ArtifactStore
 from arxiv_assets.storage.releases import Release, ReleaseStore
 from arxiv_assets_tests.net import free_port, wait_for_http
-from benchmarks.common import export_as_released, flags_line, machine_line, profile_splits
+from benchmarks.common import add_decision_argument, export_as_released, flags_line, machine_line, profile_splits
 from benchmarks.index_scale import NOISE, real_embeddings, synthetic_corpus
 from serving.settings import Settings
 
@@ -373,9 +373,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="times every (server, concurrency) cell is run")
     parser.add_argument("--p10-papers", type=int, default=256, help="test papers for the P@10 check")
     parser.add_argument("--skip-infinity", action="store_true")
-    parser.add_argument("--decision", choices=("challenger", "champion", "base"), default="challenger",
-                        help="what the release serves: a fine-tuned model, or the untrained base (base: the service "
-                             "holds reduced precision to fp32's parity bar)")
+    add_decision_argument(parser)
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     parser.add_argument("--search", action="store_true", help="measure POST /search (see above) instead")
     parser.add_argument("--search-index", nargs="+", default=["flat:100000", "ivfpq:1000000"],
@@ -437,8 +435,7 @@ def main() -> None:
 
 {machine} · {flags_line()}; load average when it started: {started_load}. Model: `{args.model_dir}`
 (all-MiniLM-L6-v2 or a fine-tune of it), released as `{args.decision}`, max_seq_length {auto['max_seq_length']},
-one real arXiv
-"title. abstract" per request
+one real arXiv "title. abstract" per request
 (OpenAI-style JSON, vectors back as {vectors_as}), {args.requests} requests per cell after a warm-up, client on the
 same 2 cores. All servers up at once, cells interleaved across servers and run {args.rounds} times: texts/s is
 the median of the rounds, p50/p99 over all their requests, 1-min load at the start of each round; texts
