@@ -30,6 +30,7 @@ from arxiv_assets.ml.interpolation import (
     choose_interpolation,
     interpolate_with_base,
 )
+from arxiv_assets.ml.lora import add_lora, make_checkpoint_loadable, merge_lora
 from arxiv_assets.ml.pairs import KIND_COLUMN, NEGATIVE_COLUMN, SUBJECT_COLUMN
 from arxiv_assets.ml.settings import described
 from arxiv_assets.ml.text import paper_texts
@@ -123,6 +124,12 @@ class TrainSettings:
     hidden_dropout: float | None = field(default=None, metadata=described(
         "dropout on the hidden states while training (the backbone config's hidden_dropout_prob; the saved model "
         "keeps the base's value); None: the base model's (0.1 for MiniLM)"))
+    # Measured as an opt-in (benchmarks/RESULTS.md "LoRA"): a CPU step is no faster with an adapter (the backward pass
+    # still runs through every adapted layer), so it is a question of quality only.
+    lora_rank: int | None = field(default=None, metadata=described(
+        "train a LoRA adapter of this rank (PEFT) on the linear maps of the layers above frozen_layers instead of the "
+        "weights themselves, merged into them when the run ends (the soup's second run too); usually wants a higher "
+        "learning_rate. None: train the weights"))
     teacher_model: str | None = field(default=None, metadata=described(
         "a bigger model whose in-batch similarities among random train papers the student also learns "
         "(ml/distillation.py), e.g. all-mpnet-base-v2 (a Hugging Face id or a local path); None: no distillation"))
@@ -370,6 +377,8 @@ def train(
     train_seq_length = min(max_seq_length, settings.train_seq_length or max_seq_length)
     model.max_seq_length = train_seq_length
     freeze_lower_layers(model, settings.frozen_layers)
+    if settings.lora_rank is not None:
+        add_lora(model, settings.lora_rank, settings.frozen_layers)
     # timed on the longest of the first anchors: at train_seq_length, as the epoch's full steps run
     timing_texts = sorted(pairs["anchor"][:200], key=len)[-TIMING_TEXTS:]
     precision_choice = choose_training_precision(model, timing_texts, device, settings.train_precision,
@@ -409,6 +418,8 @@ def train(
     checkpoints = work_dir / settings.fingerprint(data_fingerprint)
     checkpoints.mkdir(parents=True, exist_ok=True)
     resume = last_complete_checkpoint(checkpoints)
+    if resume is not None and settings.lora_rank is not None:
+        make_checkpoint_loadable(Path(resume), model)
     os.environ.setdefault("WANDB_MODE", "offline")  # no login needed; `wandb sync` uploads later
     os.environ.setdefault("WANDB_PROJECT", "arxiv-embeddings")
     os.environ.setdefault("WANDB_DIR", str(work_dir))
@@ -454,6 +465,8 @@ def train(
     # a resumed run's budget is the one restored from the checkpoint, so look it up after training
     budget = next((c.report() for c in trainer.callback_handler.callbacks if isinstance(c, TimeBudget)), None)
     model.max_seq_length = max_seq_length  # what the saved model encodes with
+    if settings.lora_rank is not None:
+        model = merge_lora(model, load_model(settings.base_model, device=device, max_seq_length=max_seq_length))
     interpolation = None
     if ingredient is not None:
         base = load_model(settings.base_model, device=device, max_seq_length=max_seq_length)

