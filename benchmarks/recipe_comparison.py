@@ -125,6 +125,10 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # The cuts train_floor counts as fitting 10 minutes of an AVX2-only CPU (38.6 TFLOP against the default's 129.7):
     # half the pairs, 96 tokens, both runs with layers 0-2 frozen.
     "soup-avx2-budget": (HALF_PAIRS, {"train_seq_length": 96, "frozen_layers": 3}),
+    # Both runs of the soup as LoRA adapters (rank 16 on every linear map above the frozen layers, merged when the run
+    # ends) at four times the learning rate: an adapter's update is low-rank, which is said to forget less of the base.
+    "soup-lora-16": ({}, {"lora_rank": 16, "learning_rate": 2e-4}),
+    "soup-lora-16-lr-1e-4": ({}, {"lora_rank": 16, "learning_rate": 1e-4}),  # twice the default's rate
     # Sizes for a GPU: the default soup on four times the pairs, and on the gpu profile's pairs and batch
     # (100,000 pairs with a hard negative each, batch 128), drawn from the default splits' train papers.
     "soup-24000-pairs": ({"train_pairs": 24_000}, {}),

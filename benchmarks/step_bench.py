@@ -1,4 +1,4 @@
-"""What dropout and the attention kernel cost a CPU training step, on this machine.
+"""What dropout, the attention kernel and LoRA cost a CPU training step, on this machine.
 
     python -m benchmarks.step_bench                 # the default profile's pairs, 28 per step, 12 rounds
     python -m benchmarks.step_bench --isa AVX2      # this CPU held to AVX2 kernels, as an AVX2-only one
@@ -7,7 +7,8 @@ Times one MultipleNegativesRankingLoss step (forward and backward of both sides,
 pairs of the default profile (built from the bundled sample as the ``pairs`` asset builds them), at the training
 length, in the precision the pipeline encodes with on this CPU, for each setting: MiniLM's own dropout (0.1 on the
 attention probabilities and the hidden states: the default), no attention dropout, no dropout at all (the faster
-opt-in), the last two each on PyTorch's own attention kernel and on the math path (``ml/attention_kernel.py``). The
+opt-in), the last two each on PyTorch's own attention kernel and on the math path (``ml/attention_kernel.py``), and
+MiniLM's dropout with a LoRA adapter of rank 16 and 64 on every layer (``lora_rank``, ``ml/lora.py``). The
 settings take turns round by round on the same batches in one process, so the machine's drift touches them alike;
 the table gives each one's median seconds per step and its speed-up over the first. The order turns each round,
 so that no setting always runs first or after the same one.
@@ -27,6 +28,7 @@ import torch
 from arxiv_assets.ml.attention_kernel import AttentionKernel, attention_kernel_context
 from arxiv_assets.ml.embedding import default_precision, precision_context
 from arxiv_assets.ml.hardware import ONEDNN_ISA_LEVELS
+from arxiv_assets.ml.lora import add_lora
 from arxiv_assets.ml.pairs import make_pair_sets
 from arxiv_assets.ml.training import TrainSettings, load_for_training
 from arxiv_assets.profiles import get_profile
@@ -39,6 +41,7 @@ class StepSetting:
     attention_dropout: float | None  # None: the base model's
     hidden_dropout: float | None
     kernel: AttentionKernel
+    lora_rank: int | None = None  # None: every weight trains
 
 
 # With attention dropout PyTorch's CPU flash kernel is out of reach (it takes no dropout), so MiniLM's own dropout
@@ -48,6 +51,7 @@ SETTINGS = (
     StepSetting("MiniLM's dropout (attention on the math path)", None, None, "default"),
     *(StepSetting(f"{name}, {kernel} attention", 0.0, hidden, kernel)
       for name, hidden in (("no attention dropout", None), ("no dropout", 0.0)) for kernel in ("default", "math")),
+    *(StepSetting(f"MiniLM's dropout, LoRA rank {rank}", None, None, "default", rank) for rank in (16, 64)),
 )
 
 
@@ -59,9 +63,11 @@ def step_runner(setting: StepSetting, precision: str) -> Callable[[list[str], li
                        hidden_dropout=setting.hidden_dropout)
     model, _ = load_for_training(settings, "cpu")  # as train() loads it
     model.max_seq_length = settings.train_seq_length
+    if setting.lora_rank is not None:
+        add_lora(model, setting.lora_rank, frozen_layers=0)
     model.train()
     loss = MultipleNegativesRankingLoss(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate)
 
     def step(anchors: list[str], positives: list[str]) -> None:
         features = [model.tokenize(anchors), model.tokenize(positives)]
