@@ -30,7 +30,7 @@ from arxiv_assets.ml.embedding import default_precision, precision_context
 from arxiv_assets.ml.hardware import ONEDNN_ISA_LEVELS
 from arxiv_assets.ml.lora import add_lora
 from arxiv_assets.ml.pairs import make_pair_sets
-from arxiv_assets.ml.training import TrainSettings, load_for_training
+from arxiv_assets.ml.training import TrainSettings, load_for_training, transformer_layers
 from arxiv_assets.profiles import get_profile
 from benchmarks.common import flags_line, hold_to_isa, machine_line, profile_splits
 
@@ -64,7 +64,7 @@ def step_runner(setting: StepSetting, precision: str) -> Callable[[list[str], li
     model, _ = load_for_training(settings, "cpu")  # as train() loads it
     model.max_seq_length = settings.train_seq_length
     if setting.lora_rank is not None:
-        add_lora(model, setting.lora_rank, frozen_layers=0)
+        add_lora(model, setting.lora_rank, range(len(transformer_layers(model, "LoRA"))))
     model.train()
     loss = MultipleNegativesRankingLoss(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate)

