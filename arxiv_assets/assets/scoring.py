@@ -17,6 +17,7 @@ import json
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -175,6 +176,21 @@ def _slice_tables(headlines: dict[str, dict[str, float]], figures: tuple[str, ..
     return tables
 
 
+def _comparison_metadata(headlines: dict[str, dict[str, float]], verdict: dict, headline_keys: tuple[str, ...],
+                         figures: tuple[str, ...]) -> dict[str, Any]:
+    """What both reports show of ``figures``: each system's ``headline_keys`` as numbers (plottable across runs),
+    a table per slice, the fine-tuned model against the base (whole slices and by archive), the gates."""
+    return {
+        **{f"{key} {system}": values[key] for system, values in headlines.items()
+           for key in headline_keys if key in values},
+        **_slice_tables(headlines, figures),
+        "fine_tuned_vs_base": _versus_base_table(verdict, figures),
+        "fine_tuned_vs_base_by_archive": _versus_base_table(verdict, figures, "fine_tuned_vs_base_by_archive"),
+        "gates": _gate_table(verdict),
+        "model_fingerprint": verdict["model_fingerprint"],
+    }
+
+
 def _gate_table(verdict: dict) -> dg.MetadataValue:
     return markdown_table(pd.DataFrame(verdict["gates"]).set_index("name"), floatfmt=".4f")
 
@@ -204,14 +220,8 @@ def _ir_report(results: dict[str, ModelEvaluation], headlines: dict[str, dict[st
     plot = projection_plot({n: r.test_vectors for n, r in results.items()}, test["primary_subject"].tolist(),
                            out / "projection.png")
     metadata = {
-        **{f"{key} {system}": figures[key] for system, figures in headlines.items()
-           for key in ("test/P@10", "unseen/P@10", "test/known-item MRR@10") if key in figures},
-        **_slice_tables(headlines, RETRIEVAL_FIGURES),
-        "fine_tuned_vs_base": _versus_base_table(verdict, RETRIEVAL_FIGURES),
-        "fine_tuned_vs_base_by_archive": _versus_base_table(verdict, RETRIEVAL_FIGURES,
-                                                            "fine_tuned_vs_base_by_archive"),
-        "gates": _gate_table(verdict),
-        "model_fingerprint": verdict["model_fingerprint"],
+        **_comparison_metadata(headlines, verdict, ("test/P@10", "unseen/P@10", "test/known-item MRR@10"),
+                               RETRIEVAL_FIGURES),
         "per_subject_P@10": markdown_table(per_subject),
         "projection": _inline_png(plot),
     }
@@ -229,16 +239,10 @@ def _classifier_report(results: dict[str, ModelEvaluation], headlines: dict[str,
     plot = confusion_plot({n: r.slices["test"].classification.confusion for n, r in results.items()},
                           out / "confusion.png")
     metadata = {
-        **{f"{key} {system}": figures[key] for system, figures in headlines.items()
-           for key in ("test/LR accuracy", "test/LR macro-F1", "unseen/LR accuracy") if key in figures},
-        **_slice_tables(headlines, CLASSIFIER_FIGURES),
-        "fine_tuned_vs_base": _versus_base_table(verdict, CLASSIFIER_FIGURES),
-        "fine_tuned_vs_base_by_archive": _versus_base_table(verdict, CLASSIFIER_FIGURES,
-                                                            "fine_tuned_vs_base_by_archive"),
+        **_comparison_metadata(headlines, verdict, ("test/LR accuracy", "test/LR macro-F1", "unseen/LR accuracy"),
+                               CLASSIFIER_FIGURES),
         "tfidf_lr_on_all_train": markdown_table(pd.DataFrame({"tfidf (LR on all train)":
                                                               tfidf["classification_all_train"]}).T),
-        "gates": _gate_table(verdict),
-        "model_fingerprint": verdict["model_fingerprint"],
         "per_class": markdown_table(per_class),
         "confusion": _inline_png(plot),
     }
