@@ -41,7 +41,7 @@ class PairSettings:
         default=0.4, metadata=described("share of pairs that are a title and its own abstract"))
     subject_fraction: float = field(
         default=0.2, metadata=described("share of pairs that pair a paper with its subject's name"))
-    # Off in every profile: in the default soup they put unseen- and rare-subject P@10 below the base at ~1.6x the
+    # Off in every profile: in the default soup they put unseen- and rare-subject P@10 below the base at 1.5-1.6x the
     # training (benchmarks/RESULTS.md "Hard negatives in the soup").
     hard_negatives: bool = field(
         default=False, metadata=described("add a lexically close paper of another subject to every pair"))
