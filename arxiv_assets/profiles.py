@@ -51,7 +51,7 @@ PROFILES: dict[str, Profile] = {
     # (two fifths) put the unseen subjects' probe 1.2 points below the base (the gate refuses the model) and these
     # kept it within 0.5, with title search (R@1) above the base by 1.0-3.5 points on every slice
     # (benchmarks/RESULTS.md "Title-heavy pairs at four times the size"). No hard negatives: a lexically close paper
-    # of another subject beside every pair cost the default soup 1.1 P@10 on the unseen subjects and 2.2 on the rare
+    # of another subject beside every pair cost the default soup 1.1 P@10 on the unseen subjects and 2.1 on the rare
     # ones, below the base, at 1.5-1.6x the training (benchmarks/RESULTS.md "Hard negatives in the soup").
     "gpu": Profile(
         name="gpu",

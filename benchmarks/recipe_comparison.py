@@ -132,6 +132,9 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # ends) at four times the learning rate: an adapter's update is low-rank, which is said to forget less of the base.
     "soup-lora-16": ({}, {"lora_rank": 16, "learning_rate": 2e-4}),
     "soup-lora-16-lr-1e-4": ({}, {"lora_rank": 16, "learning_rate": 1e-4}),  # twice the default's rate
+    # The default soup with a lexically close paper of another subject as every pair's extra negative (TF-IDF, as
+    # the gpu profile drew them until 2026-12-06): the boundaries between neighbouring subjects, at 1.5x the texts.
+    "soup-hard-negatives": ({"hard_negatives": True}, {}),
     # Sizes for a GPU: the default soup on four times the pairs, and on the gpu profile's pairs and batch
     # (100,000 pairs, three fifths title -> abstract, batch 128), drawn from the default splits' train papers.
     "soup-24000-pairs": ({"train_pairs": 24_000}, {}),
@@ -140,9 +143,6 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "soup-24000-pairs-title-heavy": ({"train_pairs": 24_000, "title_abstract_fraction": 0.6}, {}),
     # those shares at the default's size: 3,600 title -> abstract, 1,200 paper -> paper, 1,200 paper -> name
     "soup-title-heavy": ({"title_abstract_fraction": 0.6}, {}),
-    # The default soup with a lexically close paper of another subject as every pair's extra negative (TF-IDF, as
-    # the gpu profile draws them): the boundaries between neighbouring subjects, at 1.5x the texts per step.
-    "soup-hard-negatives": ({"hard_negatives": True}, {}),
     "soup-gpu-pairs": ({"train_pairs": 100_000, "title_abstract_fraction": 0.6}, {"batch_size": 128}),
 }
 FIGURES = ("test/P@10", "test/P@10 macro", "test/LR accuracy", "test/LR macro-F1", "test/known-item MRR@10",
