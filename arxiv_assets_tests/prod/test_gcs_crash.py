@@ -55,9 +55,12 @@ def test_emulator_killed_mid_upload_leaves_previous_version_latest(gcs_emulator:
     first_uri = store.publish(KEY, _small_model(tmp_path / "v1", "first"))
     first_version = first_uri.rsplit("/", 1)[-1]
 
+    # The killed writer cannot remove its local staging copy (30 MiB): keep it under tmp_path, not the machine's /tmp.
+    writer_tmp = tmp_path / "writer-tmp"
+    writer_tmp.mkdir()
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, root, KEY, str(FILES), str(FILE_BYTES), str(tmp_path / "v2")],
-        env=subprocess_env(STORAGE_EMULATOR_HOST=gcs_emulator.endpoint),
+        env=subprocess_env(STORAGE_EMULATOR_HOST=gcs_emulator.endpoint, TMPDIR=str(writer_tmp)),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     seen_mid_write: list[int] = []
