@@ -341,10 +341,10 @@ def freeze_lower_layers(model, layers: int) -> None:
     weights: the optimizer never sees them and autograd stops above them, so a step skips their backward pass."""
     if layers <= 0:
         return
-    stack = transformer_layers(model, f"freezing {layers} layers (frozen_layers / soup_frozen_layers)", "set them to 0")
+    setting = f"freezing {layers} layers (frozen_layers / soup_frozen_layers)"
+    stack = transformer_layers(model, setting, "set them to 0")
     if layers > len(stack):
-        raise ValueError(f"freezing {layers} layers (frozen_layers / soup_frozen_layers), but the backbone has "
-                         f"{len(stack)} transformer layers")
+        raise ValueError(f"{setting}, but the backbone has {len(stack)} transformer layers")
     for module in (model[0].auto_model.embeddings, *stack[:layers]):
         module.requires_grad_(False)
 
