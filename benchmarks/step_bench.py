@@ -1,4 +1,4 @@
-"""What dropout, the attention kernel and LoRA cost a CPU training step, on this machine.
+"""What dropout, its masks, the attention kernel and LoRA cost a CPU training step, on this machine.
 
     python -m benchmarks.step_bench                 # the default profile's pairs, 28 per step, 12 rounds
     python -m benchmarks.step_bench --isa AVX2      # this CPU held to AVX2 kernels, as an AVX2-only one
@@ -6,9 +6,11 @@
 Times one MultipleNegativesRankingLoss step (forward and backward of both sides, AdamW) of the base model on real
 pairs of the default profile (built from the bundled sample as the ``pairs`` asset builds them), at the training
 length, in the precision the pipeline encodes with on this CPU, for each setting: MiniLM's own dropout (0.1 on the
-attention probabilities and the hidden states: the default), no attention dropout, no dropout at all (the faster
-opt-in), the last two each on PyTorch's own attention kernel and on the math path (``ml/attention_kernel.py``), and
-MiniLM's dropout with a LoRA adapter of rank 16 and 64 on every layer (``lora_rank``, ``ml/lora.py``). The
+attention probabilities and the hidden states) with PyTorch's masks (``dropout_masks: torch``, on sdpa) and with
+packed masks (the default, on eager attention: ``ml/dropout.py``), no attention dropout, no dropout at all (the
+faster opt-in), the last two each on PyTorch's own attention kernel and on the math path
+(``ml/attention_kernel.py``), and MiniLM's dropout with a LoRA adapter of rank 16 and 64 on every layer
+(``lora_rank``, ``ml/lora.py``). The
 settings take turns round by round on the same batches in one process, so the machine's drift touches them alike;
 the table gives each one's median seconds per step and its speed-up over the first. The order turns each round,
 so that no setting always runs first or after the same one.
@@ -26,6 +28,7 @@ import pandas as pd
 import torch
 
 from arxiv_assets.ml.attention_kernel import AttentionKernel, attention_kernel_context
+from arxiv_assets.ml.dropout import DropoutMasks
 from arxiv_assets.ml.embedding import default_precision, precision_context
 from arxiv_assets.ml.hardware import ONEDNN_ISA_LEVELS
 from arxiv_assets.ml.lora import add_lora
@@ -41,17 +44,20 @@ class StepSetting:
     attention_dropout: float | None  # None: the base model's
     hidden_dropout: float | None
     kernel: AttentionKernel
+    masks: DropoutMasks = "packed"
     lora_rank: int | None = None  # None: every weight trains
 
 
 # With attention dropout PyTorch's CPU flash kernel is out of reach (it takes no dropout), so MiniLM's own dropout
-# runs on the math path whatever is asked: one row (a forced-math row measured 1.24-1.30x here, which neither the
-# trainer, 40 steps each way, nor the pipeline's own timing reproduced: 1.01x, 0.98x; RESULTS.md).
+# runs on sdpa's math path whatever is asked: one row for PyTorch's masks (a forced-math row measured 1.24-1.30x
+# here, which neither the trainer, 40 steps each way, nor the pipeline's own timing reproduced: 1.01x, 0.98x;
+# RESULTS.md), and one for packed masks, which attend on Transformers' eager path.
 SETTINGS = (
-    StepSetting("MiniLM's dropout (attention on the math path)", None, None, "default"),
+    StepSetting("MiniLM's dropout, PyTorch's masks (sdpa's math path)", None, None, "default", "torch"),
+    StepSetting("MiniLM's dropout, packed masks (eager attention): the default", None, None, "eager"),
     *(StepSetting(f"{name}, {kernel} attention", 0.0, hidden, kernel)
       for name, hidden in (("no attention dropout", None), ("no dropout", 0.0)) for kernel in ("default", "math")),
-    *(StepSetting(f"MiniLM's dropout, LoRA rank {rank}", None, None, "default", rank) for rank in (16, 64)),
+    *(StepSetting(f"MiniLM's dropout, LoRA rank {rank}", None, None, "eager", lora_rank=rank) for rank in (16, 64)),
 )
 
 
@@ -60,7 +66,7 @@ def step_runner(setting: StepSetting, precision: str) -> Callable[[list[str], li
     from sentence_transformers.losses import MultipleNegativesRankingLoss
 
     settings = replace(TrainSettings(), attention_dropout=setting.attention_dropout,
-                       hidden_dropout=setting.hidden_dropout)
+                       hidden_dropout=setting.hidden_dropout, dropout_masks=setting.masks)
     model, _ = load_for_training(settings, "cpu")  # as train() loads it
     model.max_seq_length = settings.train_seq_length
     if setting.lora_rank is not None:

@@ -2,7 +2,9 @@
 
 PyTorch's scaled_dot_product_attention takes its fused (flash) kernel on a CPU where it can and its unfused math
 path otherwise. Its CPU flash kernel takes no dropout, so a backbone that trains with attention dropout (MiniLM's
-0.1, the default) runs the math path whatever is asked: nothing to choose, and nothing is timed. Without
+0.1, the default) runs the math path whatever is asked: nothing to choose, and nothing is timed; with packed
+dropout masks (ml/dropout.py, the CPU default) such a backbone attends on Transformers' eager path instead, the
+same products and softmax, whose dropout is a module (reported as "eager"). Without
 attention dropout the fused kernel is used, and at the short lengths we train at its backward pass is slow on
 some CPUs: on a Zen 4 EPYC, 40 steps of the real trainer took 1.27x as long on it as on the math path without any
 dropout, 1.24x without attention dropout (benchmarks/RESULTS.md "Dropout and the attention kernel"). Which path is
@@ -19,7 +21,8 @@ from typing import Literal
 
 from arxiv_assets.ml.train_precision import TIMING_TEXTS, step_seconds
 
-AttentionKernel = Literal["default", "math"]
+# "eager": Transformers' own attention, no scaled_dot_product_attention (load_for_training chose it)
+AttentionKernel = Literal["default", "math", "eager"]
 # The two paths round differently, so a CPU where they are close must not flip between them with the noise of
 # the machine (a re-run would train another model, bit for bit).
 MATH_MIN_SPEEDUP = 1.1
@@ -48,8 +51,9 @@ def pick_attention_kernel(default_seconds: float, math_seconds: float) -> Attent
 
 @contextlib.contextmanager
 def attention_kernel_context(kernel: AttentionKernel) -> Iterator[None]:
-    """Run the block's scaled_dot_product_attention on ``kernel`` ("default": PyTorch's own choice)."""
-    if kernel == "default":
+    """Run the block's scaled_dot_product_attention on ``kernel`` ("default": PyTorch's own choice; "eager":
+    nothing to choose)."""
+    if kernel != "math":
         yield
         return
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -68,10 +72,14 @@ def choose_attention_kernel(model, texts: list[str], device: str, precision: Lit
                             ) -> AttentionKernelChoice:
     """The attention kernel to train ``model`` with, timed on ``texts`` (the first ``TIMING_TEXTS``, at the
     model's max_seq_length) in ``precision`` on a CPU without attention dropout; PyTorch's own choice on a GPU
-    or with attention dropout (its CPU flash kernel takes none: every path is the math one)."""
+    or with attention dropout (its CPU flash kernel takes none: every path is the math one); "eager" for a
+    backbone loaded with eager attention."""
     if device.startswith("cuda"):
         return AttentionKernelChoice("default", "on a GPU: PyTorch's fused kernels", {})
     dropout = attention_dropout_of(model)
+    if model[0].auto_model.config._attn_implementation == "eager":
+        return AttentionKernelChoice("eager", f"attention dropout {dropout:g} with packed masks: Transformers' eager "
+                                              "attention, whose dropout is a module (ml/dropout.py)", {})
     if dropout > 0:
         return AttentionKernelChoice("default", f"attention dropout {dropout:g}: PyTorch's CPU flash kernel takes "
                                                 "no dropout, so attention runs on the math path either way", {})

@@ -45,16 +45,18 @@ def check_model_dir(path: Path) -> None:
 
 
 def load_model(name_or_path: str | Path, device: str | None = None, max_seq_length: int | None = None,
-               config_overrides: dict[str, Any] | None = None):
+               config_overrides: dict[str, Any] | None = None, attn_implementation: str | None = None):
     """A ``SentenceTransformer`` from the bundled package name, a Hugging Face id or a local directory;
-    ``config_overrides`` replace values of its backbone's Transformers config (e.g. dropout) as it is built."""
+    ``config_overrides`` replace values of its backbone's Transformers config (e.g. dropout) as it is built, and
+    ``attn_implementation`` (e.g. "eager") is the backbone's attention path (None: Transformers' default)."""
     from sentence_transformers import SentenceTransformer
 
     source = resolve_model_source(str(name_or_path))
     if Path(source).exists():
         check_model_dir(Path(source))
     try:
-        model = SentenceTransformer(source, device=device, config_kwargs=config_overrides)
+        model = SentenceTransformer(source, device=device, config_kwargs=config_overrides, model_kwargs=None
+                                    if attn_implementation is None else {"attn_implementation": attn_implementation})
     except Exception as error:  # transformers raises OSError, ValueError, safetensors errors...
         raise ModelLoadError(f"could not load model {name_or_path!r}: {error}") from error
     if max_seq_length is not None:

@@ -22,6 +22,7 @@ from arxiv_assets.ml.attention_kernel import (
     attention_kernel_context,
     choose_attention_kernel,
 )
+from arxiv_assets.ml.dropout import DropoutMasks, use_packed_masks
 from arxiv_assets.ml.embedding import encode, load_model
 from arxiv_assets.ml.hardware import Device, resolve_device
 from arxiv_assets.ml.interpolation import (
@@ -124,6 +125,12 @@ class TrainSettings:
     hidden_dropout: float | None = field(default=None, metadata=described(
         "dropout on the hidden states while training (the backbone config's hidden_dropout_prob; the saved model "
         "keeps the base's value); None: the base model's (0.1 for MiniLM)"))
+    # PyTorch's CPU dropout draws one random number per element on one thread: a quarter of a default bf16 step on a
+    # Zen 4 (benchmarks/RESULTS.md "Dropout masks").
+    dropout_masks: DropoutMasks = field(default="packed", metadata=described(
+        "'packed': on a CPU, dropout masks drawn four elements to a 64-bit random integer (ml/dropout.py; the same "
+        "Bernoulli masks, and attention on Transformers' eager path, whose dropout is a module); 'torch': PyTorch's "
+        "own dropout (and attention kernel). A GPU always uses PyTorch's"))
     # Measured as an opt-in (benchmarks/RESULTS.md "LoRA"): a CPU step is no faster with an adapter (the backward pass
     # still runs through every adapted layer), so it is a question of quality only.
     lora_rank: int | None = field(default=None, metadata=described(
@@ -306,7 +313,11 @@ DROPOUT_CONFIG_KEYS = {"attention_dropout": ATTENTION_DROPOUT_KEY, "hidden_dropo
 
 def load_for_training(settings: TrainSettings, device: str):
     """The base model with the run's dropout settings in its backbone config, and the base's own values of what
-    they changed (the saved model gets those back: the dropout is how this run trains, not part of the model)."""
+    they changed (the saved model gets those back: the dropout is how this run trains, not part of the model).
+
+    On a CPU with ``dropout_masks`` "packed" its dropout modules draw packed masks (ml/dropout.py), and with
+    attention dropout the backbone attends on Transformers' eager path, the one whose attention dropout is a
+    module."""
     model = load_model(settings.base_model, device=device)
     config = model[0].auto_model.config
     overrides: dict[str, float] = {}
@@ -319,10 +330,14 @@ def load_for_training(settings: TrainSettings, device: str):
                              f"have: set {setting} to None")
         if value != getattr(config, key):
             overrides[key] = value
-    if not overrides:
-        return model, {}
-    base_values = {key: getattr(config, key) for key in overrides}
-    return load_model(settings.base_model, device=device, config_overrides=overrides), base_values
+    packed = settings.dropout_masks == "packed" and not device.startswith("cuda")
+    eager = packed and overrides.get(ATTENTION_DROPOUT_KEY, getattr(config, ATTENTION_DROPOUT_KEY, 0.0)) > 0
+    if overrides or eager:
+        model = load_model(settings.base_model, device=device, config_overrides=overrides or None,
+                           attn_implementation="eager" if eager else None)
+    if packed:
+        use_packed_masks(model)
+    return model, {key: getattr(config, key) for key in overrides}
 
 
 def transformer_layers(model, setting: str, remedy: str):
