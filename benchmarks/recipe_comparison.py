@@ -125,9 +125,10 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # The default without attention dropout (a CPU step may then take PyTorch's fused attention) and without any.
     "soup-no-attention-dropout": ({}, {"attention_dropout": 0.0}),
     "soup-no-dropout": ({}, {"attention_dropout": 0.0, "hidden_dropout": 0.0}),
-    # The default with PyTorch's own dropout masks (its per-element bernoulli_, attention on sdpa): the default's
-    # training until 2026-12-06, against which packed masks are other random draws of the same dropout.
-    "soup-torch-masks": ({}, {"dropout_masks": "torch"}),
+    # The default with packed dropout masks (ml/dropout.py: four elements a 64-bit draw, attention on the eager path)
+    # instead of PyTorch's per-element bernoulli_. Measured 2026-12-06 as `make run` and as "default-seed-7" while it
+    # was briefly the default, against "soup-torch-masks" (the default then, and now).
+    "soup-packed-masks": ({}, {"dropout_masks": "packed"}),
     # The cuts train_floor counts as fitting 10 minutes of an AVX2-only CPU (38.6 TFLOP against the default's 129.7):
     # half the pairs, 96 tokens, both runs with layers 0-2 frozen.
     "soup-avx2-budget": (HALF_PAIRS, {"train_seq_length": 96, "frozen_layers": 3}),

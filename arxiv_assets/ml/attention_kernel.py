@@ -3,7 +3,7 @@
 PyTorch's scaled_dot_product_attention takes its fused (flash) kernel on a CPU where it can and its unfused math
 path otherwise. Its CPU flash kernel takes no dropout, so a backbone that trains with attention dropout (MiniLM's
 0.1, the default) runs the math path whatever is asked: nothing to choose, and nothing is timed; with packed
-dropout masks (ml/dropout.py, the CPU default) such a backbone attends on Transformers' eager path instead, the
+dropout masks (ml/dropout.py, an opt-in) such a backbone attends on Transformers' eager path instead, the
 same products and softmax, whose dropout is a module (reported as "eager"). Without
 attention dropout the fused kernel is used, and at the short lengths we train at its backward pass is slow on
 some CPUs: on a Zen 4 EPYC, 40 steps of the real trainer took 1.27x as long on it as on the math path without any

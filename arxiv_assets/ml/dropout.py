@@ -9,6 +9,11 @@ attention products (profiled 2026-12-06, benchmarks/RESULTS.md "Dropout masks").
 seeded generator, the kept elements scaled by the kept share as ``nn.Dropout`` does, for a seventh of the draws'
 time. On other devices (a GPU draws its masks in parallel) and outside training it is ``nn.Dropout``.
 
+An opt-in (``TrainSettings.dropout_masks``): the default's soup trained 1.26x faster with these masks on a Zen 4, and
+at two seeds scored 0.1-0.7 point below PyTorch's masks on subject P@10 off the training subjects, three of those
+differences beyond the papers' noise (benchmarks/RESULTS.md "Dropout masks"); why (the other random stream, or
+eager attention's rounding in bf16) was not separated.
+
 Attention dropout goes through an ``nn.Dropout`` module only on Transformers' eager attention path (``sdpa``
 applies it inside PyTorch's kernel, with PyTorch's masks), so a CPU run that uses these masks loads its backbone
 with eager attention: the same products and softmax as sdpa's math path, which is the one sdpa takes on a CPU with

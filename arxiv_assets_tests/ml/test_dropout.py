@@ -83,7 +83,7 @@ def _training_ops(model) -> set[str]:
 
 
 def test_a_cpu_training_model_draws_packed_masks_and_attends_eagerly() -> None:
-    settings = TrainSettings()
+    settings = TrainSettings(dropout_masks="packed")
     model, _ = load_for_training(settings, "cpu")
     backbone = model[0].auto_model
     assert backbone.config._attn_implementation == "eager"  # the path whose attention dropout is a module
@@ -94,7 +94,7 @@ def test_a_cpu_training_model_draws_packed_masks_and_attends_eagerly() -> None:
     choice = choose_attention_kernel(model, TEXTS, "cpu", "fp32")
     assert (choice.kernel, choice.seconds) == ("eager", {}) and "packed masks" in choice.reason
 
-    torch_masks, _ = load_for_training(replace(settings, dropout_masks="torch"), "cpu")
+    torch_masks, _ = load_for_training(TrainSettings(), "cpu")  # the default: PyTorch's masks
     assert torch_masks[0].auto_model.config._attn_implementation == "sdpa"
     assert "aten::bernoulli_" in _training_ops(torch_masks)
 
