@@ -63,10 +63,12 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, index_p
 
 
 def store_copy(store: ArtifactStore, key: str, source: Path) -> str:
-    """Publish a copy of the directory ``source`` as a new version of ``key`` (publishing consumes its input)."""
-    payload = Path(tempfile.mkdtemp(prefix="test-artifact-")) / "payload"
-    shutil.copytree(source, payload)
-    return store.publish(key, payload)
+    """Publish a copy of the directory ``source`` as a new version of ``key`` (publishing consumes its input; the
+    staging directory goes with it, so no test run leaves one in the machine's temporary folder)."""
+    with tempfile.TemporaryDirectory(prefix="test-artifact-") as staging:
+        payload = Path(staging) / "payload"
+        shutil.copytree(source, payload)
+        return store.publish(key, payload)
 
 
 def publish_release(root: Path, model: Path, index: Path | None = None, model_fingerprint_claimed: str | None = None,
