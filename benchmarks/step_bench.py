@@ -76,7 +76,7 @@ def step_runner(setting: StepSetting, precision: str) -> Callable[[list[str], li
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate)
 
     def step(anchors: list[str], positives: list[str]) -> None:
-        features = [model.tokenize(anchors), model.tokenize(positives)]
+        features = [model.preprocess(anchors), model.preprocess(positives)]
         with attention_kernel_context(setting.kernel), precision_context("cpu", precision):  # type: ignore[arg-type]
             value = loss(features, torch.empty(0))
         value.backward()

@@ -66,7 +66,7 @@ def choose_training_precision(model, texts: list[str], device: str, requested: T
     if device.startswith("cuda"):
         return PrecisionChoice("bf16" if cuda_bf16 else "fp32",
                                "the GPU " + ("supports bf16" if cuda_bf16 else "lacks bf16"), {})
-    features = model.tokenize(texts[:TIMING_TEXTS])
+    features = model.preprocess(texts[:TIMING_TEXTS])
     was_training = model.training
     model.train()
     try:

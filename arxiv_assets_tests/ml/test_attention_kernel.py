@@ -33,7 +33,7 @@ def test_math_attention_only_where_it_was_clearly_faster(default_seconds: float,
 
 
 def _attention_ops(model, kernel: str) -> set[str]:
-    features = model.tokenize(TEXTS[:2])
+    features = model.preprocess(TEXTS[:2])
     with attention_kernel_context(kernel), profile(activities=[ProfilerActivity.CPU]) as profiled:  # type: ignore[arg-type]
         model(dict(features))["sentence_embedding"].sum().backward()
     model.zero_grad(set_to_none=True)

@@ -32,7 +32,7 @@ def tiny_splits(sample_papers: pd.DataFrame) -> pd.DataFrame:
 
 def distill_loss(student, texts: list[str], teacher: torch.Tensor) -> torch.Tensor:
     loss = InBatchSimilarityDistillLoss(student)
-    return loss([student.tokenize(texts)], teacher)
+    return loss([student.preprocess(texts)], teacher)
 
 
 def test_the_loss_is_zero_when_the_student_already_agrees_with_the_teacher_and_falls_as_it_learns(

@@ -52,7 +52,7 @@ def test_a_first_pass_far_slower_than_fp32s_is_not_repeated() -> None:
     model.max_seq_length = 16
     passes: list[int] = []
     model[0].register_forward_hook(lambda *_: passes.append(1))
-    features = model.tokenize(["Galaxy rotation curves"] * 2)
+    features = model.preprocess(["Galaxy rotation curves"] * 2)
     step_seconds(model, features, "cpu", "fp32")
     assert len(passes) == 2  # a warm-up pass, then the timed one
     step_seconds(model, features, "cpu", "bf16", give_up_after=0.0)

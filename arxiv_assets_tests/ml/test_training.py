@@ -210,7 +210,7 @@ def test_dropout_settings_shape_the_training_and_the_saved_model_keeps_the_bases
         assert base_values == {"attention_probs_dropout_prob": 0.1} | (
             {"hidden_dropout_prob": 0.1} if hidden == 0.0 else {})
         model.train()
-        features = features or model.tokenize(["Galaxy rotation curves and dark matter halos"])
+        features = features or model.preprocess(["Galaxy rotation curves and dark matter halos"])
         first, second = (model(dict(features))["sentence_embedding"].detach().numpy() for _ in range(2))
         assert np.array_equal(first, second) == deterministic  # in training mode: dropout draws anew each pass
     assert (settings.attention_dropout, settings.hidden_dropout) == (None, None)  # the default: the base's
