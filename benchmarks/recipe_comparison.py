@@ -129,6 +129,9 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # instead of PyTorch's per-element bernoulli_. Measured 2026-12-06 as `make run` and as "default-seed-7" while it
     # was briefly the default, against "soup-torch-masks" (the default then, and now).
     "soup-packed-masks": ({}, {"dropout_masks": "packed"}),
+    # The default's masks (PyTorch's, the same draws) on the eager attention packed masks need: what eager attention's
+    # rounding in bf16 does on its own, apart from packed masks' other random stream.
+    "soup-eager-attention": ({}, {"attn_implementation": "eager"}),
     # The cuts train_floor counts as fitting 10 minutes of an AVX2-only CPU (38.6 TFLOP against the default's 129.7):
     # half the pairs, 96 tokens, both runs with layers 0-2 frozen.
     "soup-avx2-budget": (HALF_PAIRS, {"train_seq_length": 96, "frozen_layers": 3}),

@@ -73,17 +73,18 @@ def choose_attention_kernel(model, texts: list[str], device: str, precision: Lit
     """The attention kernel to train ``model`` with, timed on ``texts`` (the first ``TIMING_TEXTS``, at the
     model's max_seq_length) in ``precision`` on a CPU without attention dropout; PyTorch's own choice on a GPU
     or with attention dropout (its CPU flash kernel takes none: every path is the math one); "eager" for a
-    backbone loaded with eager attention."""
+    backbone loaded with eager attention (``attn_implementation``, or packed masks)."""
     if device.startswith("cuda"):
         return AttentionKernelChoice("default", "on a GPU: PyTorch's fused kernels", {})
     dropout = attention_dropout_of(model)
     if model[0].auto_model.config._attn_implementation == "eager":
-        return AttentionKernelChoice("eager", f"attention dropout {dropout:g} with packed masks: Transformers' eager "
-                                              "attention, whose dropout is a module (ml/dropout.py)", {})
+        return AttentionKernelChoice("eager", f"attention dropout {dropout:g}: Transformers' eager attention, as "
+                                              "loaded (attn_implementation, or packed masks, whose attention dropout "
+                                              "is a module: ml/dropout.py)", {})
     if dropout > 0:
         return AttentionKernelChoice("default", f"attention dropout {dropout:g}: PyTorch's CPU flash kernel takes "
                                                 "no dropout, so attention runs on the math path either way", {})
-    features = model.tokenize(texts[:TIMING_TEXTS])
+    features = model.preprocess(texts[:TIMING_TEXTS])
     was_training = model.training
     model.train()
     timed: dict[str, list[float]] = {"default": [], "math": []}

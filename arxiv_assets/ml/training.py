@@ -134,6 +134,10 @@ class TrainSettings:
         "to a 64-bit random integer (ml/dropout.py; Bernoulli masks of the same rate, and attention on Transformers' "
         "eager path, whose dropout is a module): ~1.3x faster steps, measured a little below 'torch' off the "
         "training subjects. A GPU always uses PyTorch's"))
+    attn_implementation: str | None = field(default=None, metadata=described(
+        "the backbone's attention in training (Transformers' attn_implementation: 'eager', 'sdpa', ...; the saved "
+        "model keeps the base's); None: Transformers' default, or 'eager' where packed masks need their attention "
+        "dropout as a module"))
     # Measured as an opt-in (benchmarks/RESULTS.md "LoRA"): a CPU step is no faster with an adapter (the backward pass
     # still runs through every adapted layer), so it is a question of quality only.
     lora_rank: int | None = field(default=None, metadata=described(
@@ -318,9 +322,9 @@ def load_for_training(settings: TrainSettings, device: str):
     """The base model with the run's dropout settings in its backbone config, and the base's own values of what
     they changed (the saved model gets those back: the dropout is how this run trains, not part of the model).
 
-    On a CPU with ``dropout_masks`` "packed" its dropout modules draw packed masks (ml/dropout.py), and with
-    attention dropout the backbone attends on Transformers' eager path, the one whose attention dropout is a
-    module."""
+    The backbone attends with ``attn_implementation`` where set. On a CPU with ``dropout_masks`` "packed" its
+    dropout modules draw packed masks (ml/dropout.py), and with attention dropout the backbone attends on
+    Transformers' eager path, the one whose attention dropout is a module."""
     model = load_model(settings.base_model, device=device)
     config = model[0].auto_model.config
     overrides: dict[str, float] = {}
@@ -334,10 +338,16 @@ def load_for_training(settings: TrainSettings, device: str):
         if value != getattr(config, key):
             overrides[key] = value
     packed = settings.dropout_masks == "packed" and not device.startswith("cuda")
-    eager = packed and overrides.get(ATTENTION_DROPOUT_KEY, getattr(config, ATTENTION_DROPOUT_KEY, 0.0)) > 0
-    if overrides or eager:
+    attention = settings.attn_implementation
+    if packed and overrides.get(ATTENTION_DROPOUT_KEY, getattr(config, ATTENTION_DROPOUT_KEY, 0.0)) > 0:
+        if attention not in (None, "eager"):
+            raise ValueError(f"dropout_masks 'packed' draws the attention dropout's masks as a module, which only "
+                             f"Transformers' eager attention has: attn_implementation {attention!r} cannot take "
+                             f"them; leave attn_implementation unset, or set attention_dropout to 0")
+        attention = "eager"
+    if overrides or attention:
         model = load_model(settings.base_model, device=device, config_overrides=overrides or None,
-                           attn_implementation="eager" if eager else None)
+                           attn_implementation=attention)
     if packed:
         use_packed_masks(model)
     return model, {key: getattr(config, key) for key in overrides}

@@ -76,7 +76,7 @@ def test_every_dropout_module_is_replaced_at_its_rate() -> None:
 def _training_ops(model) -> set[str]:
     model.max_seq_length = 32
     model.train()
-    features = model.tokenize(TEXTS[:2])
+    features = model.preprocess(TEXTS[:2])
     with profile(activities=[ProfilerActivity.CPU]) as profiled:
         model(dict(features))["sentence_embedding"].sum().backward()
     return {event.key for event in profiled.key_averages()}
@@ -102,3 +102,20 @@ def test_a_cpu_training_model_draws_packed_masks_and_attends_eagerly() -> None:
     no_attention_dropout, _ = load_for_training(replace(settings, attention_dropout=0.0), "cpu")
     assert no_attention_dropout[0].auto_model.config._attn_implementation == "sdpa"
     assert "aten::bernoulli_" not in _training_ops(no_attention_dropout)
+
+
+def test_eager_attention_with_pytorchs_masks_is_a_setting_of_its_own() -> None:
+    # what separates eager attention's rounding from packed masks' random stream: the same masks as the default's
+    model, _ = load_for_training(TrainSettings(attn_implementation="eager"), "cpu")
+    assert model[0].auto_model.config._attn_implementation == "eager"
+    ops = _training_ops(model)
+    assert "aten::bernoulli_" in ops and not any("scaled_dot_product" in op for op in ops)
+
+
+def test_packed_masks_refuse_an_attention_that_cannot_take_them() -> None:
+    with pytest.raises(ValueError, match="attn_implementation 'sdpa'"):
+        load_for_training(TrainSettings(dropout_masks="packed", attn_implementation="sdpa"), "cpu")
+    # without attention dropout there is no attention mask to draw: sdpa is fine
+    model, _ = load_for_training(TrainSettings(dropout_masks="packed", attn_implementation="sdpa",
+                                               attention_dropout=0.0), "cpu")
+    assert model[0].auto_model.config._attn_implementation == "sdpa"
