@@ -9,10 +9,13 @@ attention products (profiled 2026-12-06, benchmarks/RESULTS.md "Dropout masks").
 seeded generator, the kept elements scaled by the kept share as ``nn.Dropout`` does, for a seventh of the draws'
 time. On other devices (a GPU draws its masks in parallel) and outside training it is ``nn.Dropout``.
 
-An opt-in (``TrainSettings.dropout_masks``): the default's soup trained 1.26x faster with these masks on a Zen 4, and
-at two seeds scored 0.1-0.7 point below PyTorch's masks on subject P@10 off the training subjects, three of those
-differences beyond the papers' noise (benchmarks/RESULTS.md "Dropout masks"); why (the other random stream, or
-eager attention's rounding in bf16) was not separated.
+An opt-in (``TrainSettings.dropout_masks``): the default's soup trained 1.26x faster with these masks on a Zen 4
+(9.8-10.2 min against 12.6-12.9). At three seeds its soups differ from PyTorch's masks' by no more than one recipe's
+reseeds do (means 0.1-0.2 point lower on subject P@10 off the training subjects, the sign of two seeds gone at the
+third), with title search off the training subjects a little lower at every seed; eager attention alone (PyTorch's
+masks, the same draws) trained the same soup to within 0.1 point, so the difference is the random stream
+(benchmarks/RESULTS.md "Dropout masks"). PyTorch's masks stay the default for that lean, and because these are
+measured on Zen 4 only.
 
 Attention dropout goes through an ``nn.Dropout`` module only on Transformers' eager attention path (``sdpa``
 applies it inside PyTorch's kernel, with PyTorch's masks), so a CPU run that uses these masks loads its backbone

@@ -126,14 +126,15 @@ class TrainSettings:
         "dropout on the hidden states while training (the backbone config's hidden_dropout_prob; the saved model "
         "keeps the base's value); None: the base model's (0.1 for MiniLM)"))
     # PyTorch's CPU dropout draws one random number per element on one thread: a quarter of a default bf16 step on a
-    # Zen 4. Packed masks trained the soup 1.26x faster there (10.2 min instead of 12.9), but at two seeds their
-    # soups scored a little below PyTorch's on subject P@10 off the training subjects (unseen -0.31 and -0.19, mixed
-    # -0.17 and -0.12, rare -0.70 and -0.13; benchmarks/RESULTS.md "Dropout masks"): an opt-in, as no dropout is.
+    # Zen 4. Packed masks trained the soup 1.26x faster there (9.8-10.2 min instead of 12.6-12.9); at three seeds
+    # their soups were within the spread of a reseed of PyTorch's (subject P@10 off the training subjects 0.1-0.2
+    # lower on average), title search off the training subjects a little lower at every seed (benchmarks/RESULTS.md
+    # "Dropout masks"): an opt-in, measured on Zen 4 only.
     dropout_masks: DropoutMasks = field(default="torch", metadata=described(
         "'torch': PyTorch's own dropout (and attention kernel); 'packed': on a CPU, dropout masks drawn four elements "
         "to a 64-bit random integer (ml/dropout.py; Bernoulli masks of the same rate, and attention on Transformers' "
-        "eager path, whose dropout is a module): ~1.3x faster steps, measured a little below 'torch' off the "
-        "training subjects. A GPU always uses PyTorch's"))
+        "eager path, whose dropout is a module): ~1.3x faster steps; at three seeds within a reseed's spread of "
+        "'torch', title search a little lower at each. A GPU always uses PyTorch's"))
     attn_implementation: str | None = field(default=None, metadata=described(
         "the backbone's attention in training (Transformers' attn_implementation: 'eager', 'sdpa', ...; the saved "
         "model keeps the base's); None: Transformers' default, or 'eager' where packed masks need their attention "
